@@ -1,0 +1,30 @@
+# The two commands of the README: `make quickstart` and `make test`.
+# Both create .venv and install everything into it first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install quickstart test bench clean
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch first, from local disk, so that nothing later resolves a CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+quickstart: install
+	$(BIN)/smslab quickstart
+
+test: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/lawfit_speed.py
+
+clean:
+	rm -rf $(VENV) smslab-quickstart

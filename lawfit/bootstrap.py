@@ -1,0 +1,68 @@
+"""Bootstrap intervals: resample runs (never single points of a curve), refit, take percentiles.
+
+A resample of runs is a multiplicity per run, so every resample is the same
+objective with its own point weights: all of them are fitted as one batch by
+the batched L-BFGS, each warm-started from the full-data optimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from lawfit.fit import FitOptions, minimize_from
+from lawfit.laws.base import get_law
+from lawfit.points import LossPoints
+from lawfit.result import Bootstrap, FitResult
+from lawfit.scoring import split_by_size
+
+
+def resample_weights(points: LossPoints, n_draws: int, seed: int) -> np.ndarray:
+    """(n_draws, n_points) weights: each run drawn with replacement, its points weighted by its count."""
+    runs, run_index = np.unique(points.run_id.astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(runs.shape[0], np.full(runs.shape[0], 1.0 / runs.shape[0]), size=n_draws)
+    return counts[:, run_index] * points.weight[None, :]
+
+
+def percentile_interval(values: Sequence[float] | np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of the finite values."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return (float("nan"), float("nan"))
+    tail = 50.0 * (1.0 - level)
+    lo, hi = np.percentile(arr, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def bootstrap_fit(
+    fit: FitResult,
+    points: LossPoints,
+    n_draws: int,
+    options: FitOptions | None = None,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Bootstrap:
+    """Refit ``fit``'s law on ``n_draws`` resamples of the runs of its training points."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    opts = options or FitOptions(delta=fit.delta, train_max_n=fit.train_max_n)
+    law = get_law(fit.law)
+    train, _ = split_by_size(points, fit.train_max_n)
+    weights = resample_weights(train, n_draws, seed)
+    fixed = {k: fit.params[k] for k in fit.fixed}
+    free = [n for n in law.param_names if n not in fixed]
+    if not free:
+        draws = tuple(dict(fit.params) for _ in range(n_draws))
+        return Bootstrap(draws, level, seed, n_draws, _intervals(draws, law.param_names, level))
+    starts = {n: np.full(n_draws, fit.params[n]) for n in free}
+    run = minimize_from(law, train, starts, fixed, opts, weights=weights, rows=np.arange(n_draws))
+    raw = run.coords.to_raw(run.batch.x)
+    draws = tuple({k: float(raw[k][i]) for k in law.param_names} for i in range(n_draws))
+    return Bootstrap(draws, level, seed, int(np.sum(run.batch.converged)), _intervals(draws, law.param_names, level))
+
+
+def _intervals(draws: Sequence[Mapping[str, float]], names: Sequence[str], level: float) -> dict[str, tuple[float, float]]:
+    return {name: percentile_interval([d[name] for d in draws], level) for name in names}

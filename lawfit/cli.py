@@ -1,0 +1,175 @@
+"""``smslab fit`` and ``smslab plan``: lawfit's own command line.
+
+Heavy imports (numpy, scipy, pandas) happen inside the handlers so that
+``smslab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+LAW_NAMES = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    fit = subparsers.add_parser(
+        "fit",
+        help="fit a scaling law (or compare all five) to a table of loss points",
+        description=(
+            "Fit a scaling law to a CSV/Parquet table with columns run_id, N, D, U_D, loss "
+            "(raw counts; run_id optional, U_D needed by laws that use it, optional weight). "
+            "Objective: the sum of Huber(log L_hat - log L) (MuPT Eq. 16), L-BFGS from a grid of starts."
+        ),
+    )
+    fit.add_argument("points", help="CSV or Parquet table of loss points")
+    which = fit.add_mutually_exclusive_group(required=True)
+    which.add_argument("--law", choices=LAW_NAMES, help="the law to fit")
+    which.add_argument("--compare", action="store_true", help="fit all five laws and print MuPT Table 3")
+    fit.add_argument("--train-max-n", type=float, default=None, metavar="N",
+                     help="train on N <= this, hold out larger models (--compare default: hold out the largest size)")
+    fit.add_argument("--columns", default=None, metavar="MAP", help="map names, e.g. N=params_N,D=tokens_D,U_D=unique_tokens_U,loss=val_loss")
+    fit.add_argument("--fix", default=None, metavar="NAME=VALUE,...", help="hold parameters fixed (raw units); all fixed: only score")
+    fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (default 1e-3, as MuPT)")
+    fit.add_argument("--bootstrap", type=int, default=0, metavar="K", help="bootstrap: refit on K resamples of the runs")
+    fit.add_argument("--level", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--leave-one-size-out", action="store_true", help="also score leave-one-size-out (always on with --compare)")
+    fit.add_argument("--out", default=None, metavar="PATH", help="write the fit as JSON (with --compare: a folder, one LAW.json each)")
+    fit.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    fit.set_defaults(handler=run_fit)
+
+    plan = subparsers.add_parser(
+        "plan",
+        help="plan N*, D*, epochs* for a FLOP budget (or the best epochs for a model size)",
+        description=(
+            "Minimise the fitted law over N with D = C/(6N) for budget C and unique tokens U "
+            "(MuPT Eq. 1); with --n-params, find the token count with the lowest loss for that model size."
+        ),
+    )
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fit", dest="fit_file", metavar="FIT.json", help="a fit written by smslab fit --out")
+    source.add_argument("--preset", choices=("hoffmann", "datablations"), help="a published fit")
+    plan.add_argument("--flops", type=float, default=None, help="compute budget C in FLOPs")
+    plan.add_argument("--unique-tokens", type=float, default=None, metavar="U", help="unique tokens available (U_D); default unlimited")
+    plan.add_argument("--n-params", type=float, default=None, metavar="N", help="plan the token count for this model size instead")
+    plan.add_argument("--max-epochs", type=float, default=100.0, help="with --n-params: the most epochs to consider")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.set_defaults(handler=run_plan)
+
+
+def parse_fix(text: str | None) -> dict[str, float]:
+    from lawfit.errors import LawfitInputError
+
+    if not text:
+        return {}
+    fixed: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not name or not value:
+            raise LawfitInputError(f"--fix: {item!r} is not of the form NAME=VALUE (e.g. --fix alpha=0.34,beta=0.28)")
+        try:
+            fixed[name] = float(value)
+        except ValueError:
+            raise LawfitInputError(f"--fix: {name}={value!r} is not a number") from None
+        if not math.isfinite(fixed[name]):
+            raise LawfitInputError(f"--fix: {name}={value!r} is not a finite number")
+    return fixed
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from lawfit.bootstrap import bootstrap_fit
+    from lawfit.errors import LawfitInputError
+    from lawfit.fit import FitOptions, fit_law
+    from lawfit.points import parse_column_map, read_points
+    from lawfit.scoring import default_train_max_n
+
+    if args.bootstrap < 0:
+        raise LawfitInputError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if not 0 < args.level < 1:
+        raise LawfitInputError(f"--level must lie in (0, 1), got {args.level}")
+    if not (math.isfinite(args.delta) and args.delta > 0):
+        raise LawfitInputError(f"--delta must be a positive number, got {args.delta}")
+    points = read_points(args.points, parse_column_map(args.columns))
+    fixed = parse_fix(args.fix)
+    laws = list(LAW_NAMES) if args.compare else [args.law]
+    train_max_n = args.train_max_n
+    if args.compare and train_max_n is None:
+        train_max_n = default_train_max_n(points)
+    if args.compare and not points.has_unique_tokens:
+        raise LawfitInputError(f"{points.source}: --compare needs the unique-token column U_D (laws 2-5 use it)")
+    results = []
+    for name in laws:
+        law_fixed = fixed
+        if args.compare:
+            from lawfit.laws import get_law
+
+            law_fixed = {k: v for k, v in fixed.items() if k in get_law(name).param_names}
+        options = FitOptions(
+            delta=args.delta,
+            fixed=law_fixed,
+            train_max_n=train_max_n,
+            leave_one_size_out=args.compare or args.leave_one_size_out,
+        )
+        if not args.json:
+            print(f"fitting {name} ...", file=sys.stderr, flush=True)
+        result = fit_law(points, name, options)
+        if args.bootstrap:
+            result = result.with_bootstrap(bootstrap_fit(result, points, args.bootstrap, options, args.level, args.seed))
+        results.append(result)
+    if args.out:
+        out = Path(args.out)
+        if args.compare:
+            for r in results:
+                r.write(out / f"{r.law}.json")
+        else:
+            results[0].write(out)
+    if args.json:
+        payload: Any = results[0].to_dict() if not args.compare else {
+            "train_max_n": train_max_n,
+            "laws": [r.to_dict() for r in results],
+        }
+        print(json.dumps(payload, indent=2, allow_nan=False))
+    elif args.compare:
+        from lawfit.report import comparison_table
+
+        print(comparison_table(results, points))
+    else:
+        from lawfit.report import fit_report
+
+        print(fit_report(results[0]))
+    return 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from lawfit.errors import LawfitInputError
+    from lawfit.planning import plan_compute_optimal, plan_tokens
+    from lawfit.presets import preset_fit
+    from lawfit.result import FitResult
+
+    fit = FitResult.read(args.fit_file) if args.fit_file else preset_fit(args.preset)
+    if args.n_params is not None:
+        if args.unique_tokens is None:
+            raise LawfitInputError("--n-params needs --unique-tokens: the best epoch count depends on U_D")
+        plan = plan_tokens(fit, args.n_params, args.unique_tokens, args.max_epochs)
+        if args.json:
+            print(json.dumps(plan.to_dict(), indent=2))
+        else:
+            from lawfit.report import token_plan_report
+
+            print(token_plan_report(fit, plan))
+        return 0
+    if args.flops is None:
+        raise LawfitInputError("plan needs --flops C (or --n-params N with --unique-tokens U)")
+    plan_c = plan_compute_optimal(fit, args.flops, args.unique_tokens)
+    if args.json:
+        print(json.dumps(plan_c.to_dict(), indent=2))
+    else:
+        from lawfit.report import plan_report
+
+        print(plan_report(fit, plan_c))
+    return 0

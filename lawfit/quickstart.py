@@ -1,0 +1,78 @@
+"""``smslab quickstart``: the main job on the embedded default.
+
+Until smslab trains its own models, the quickstart is a whole scaling-law
+study on real published runs bundled with lawfit (datablations, 182 runs):
+all five laws fitted and compared on held-out model sizes (MuPT Table 3), the
+best one bootstrapped, and a compute-optimal plan with intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cmd = subparsers.add_parser(
+        "quickstart",
+        help="run the main job on the bundled data: compare the laws, plan N*, D*, epochs* with intervals",
+        description=(
+            "Fit all five laws to the bundled datablations runs, hold out the largest model size, "
+            "bootstrap the law that predicts it best and plan for a FLOP budget and unique-token count."
+        ),
+    )
+    cmd.add_argument("--out", default="smslab-quickstart", help="folder for the fit files (default ./smslab-quickstart)")
+    cmd.add_argument("--flops", type=float, default=1e21, help="compute budget to plan for (default 1e21)")
+    cmd.add_argument("--unique-tokens", type=float, default=1e10, help="unique tokens to plan for (default 1e10)")
+    cmd.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the chosen law (default 200)")
+    cmd.set_defaults(handler=run)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lawfit.bootstrap import bootstrap_fit
+    from lawfit.cli import LAW_NAMES
+    from lawfit.errors import LawfitInputError
+    from lawfit.fit import FitOptions, fit_law
+    from lawfit.planning import plan_compute_optimal
+    from lawfit.presets import preset_fit
+    from lawfit.reference_data import datablations_points
+    from lawfit.report import comparison_table, plan_report
+    from lawfit.scoring import default_train_max_n
+
+    if args.bootstrap < 1:
+        raise LawfitInputError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    out = Path(args.out)
+    points = datablations_points("fit")
+    threshold = default_train_max_n(points)
+    _say(f"[1/3] fitting {len(LAW_NAMES)} laws to {len(points)} datablations runs (train N <= {threshold:.3g}) ...")
+    fits = []
+    for name in LAW_NAMES:
+        started = time.perf_counter()
+        fit = fit_law(points, name, FitOptions(train_max_n=threshold, leave_one_size_out=True))
+        fits.append(fit)
+        fit.write(out / f"{name}.json")
+        _say(f"      {name:<17} objective {fit.objective:.5g}  ({time.perf_counter() - started:.1f} s)")
+    print(comparison_table(fits, points))
+    # Choose by leave-one-size-out: it scores every size, where the held-out
+    # split scores only the largest two.
+    best = min(fits, key=lambda f: f.leave_one_size_out.huber_mean if f.leave_one_size_out else float("inf"))
+    _say(f"[2/3] {best.law} predicts unseen sizes best (leave-one-size-out); bootstrapping it with {args.bootstrap} resamples of the runs ...")
+    best = best.with_bootstrap(
+        bootstrap_fit(best, points, args.bootstrap, FitOptions(train_max_n=threshold), level=0.95, seed=0)
+    )
+    best.write(out / f"{best.law}.json")
+    _say("[3/3] planning ...")
+    print()
+    print("Recommendation")
+    print(plan_report(best, plan_compute_optimal(best, args.flops, args.unique_tokens)))
+    print()
+    print("For reference, the published data-constrained fit (preset datablations):")
+    print(plan_report(preset_fit("datablations"), plan_compute_optimal(preset_fit("datablations"), args.flops, args.unique_tokens)))
+    print(f"\nfit files: {out}/<law>.json   (smslab plan --fit {out}/{best.law}.json --flops C --unique-tokens U)")
+    return 0

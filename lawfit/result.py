@@ -1,0 +1,224 @@
+"""The fit result that crosses package lines: frozen, JSON in and out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from lawfit.errors import LawfitInputError
+from lawfit.scoring import Metrics
+
+FORMAT = "smslab.fit/1"
+
+
+@dataclass(frozen=True)
+class StartsReport:
+    """What the multi-start L-BFGS did: how many starts converged and how far apart their optima are."""
+
+    total: int
+    converged: int
+    by_status: Mapping[str, int]
+    near_best: int  # starts whose objective is within 1e-6 (relative) of the best
+    distinct_optima: int  # converged objectives that differ by more than 1e-6 (relative)
+    converged_objective: Mapping[str, float]  # best / median / worst over converged starts
+    param_spread_near_best: Mapping[str, float]  # max |p − p_best| / |p_best| over near-best starts
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One procedure's optimum (staged or joint)."""
+
+    objective: float
+    params: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Refits on resampled runs: one parameter set per draw, and their percentile intervals."""
+
+    draws: tuple[Mapping[str, float], ...]
+    level: float
+    seed: int
+    converged: int
+    intervals: Mapping[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    law: str
+    params: Mapping[str, float]  # raw units (parameters, tokens), as in the paper's formulas
+    units: Mapping[str, str]
+    fixed: tuple[str, ...]
+    objective: float  # Σ Huber over the training points (MuPT Eq. 16), weights applied
+    n_points: int
+    n_runs: int
+    points_hash: str
+    delta: float
+    train_max_n: float | None
+    metrics: Mapping[str, Metrics | None]  # "train", "test"
+    starts: StartsReport | None
+    procedure: str  # "joint", "staged", "scored" (every parameter fixed) or "preset"
+    alternatives: Mapping[str, Alternative] = field(default_factory=dict)
+    leave_one_size_out: Metrics | None = None
+    bootstrap: Bootstrap | None = None
+    source: str = ""
+
+    def with_bootstrap(self, bootstrap: Bootstrap) -> FitResult:
+        return replace(self, bootstrap=bootstrap)
+
+    def to_dict(self) -> dict[str, Any]:
+        metrics = {k: (m.to_dict() if m is not None else None) for k, m in self.metrics.items()}
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "law": self.law,
+            "params": dict(self.params),
+            "units": dict(self.units),
+            "fixed": list(self.fixed),
+            "objective": self.objective,
+            "n_points": self.n_points,
+            "n_runs": self.n_runs,
+            "points_hash": self.points_hash,
+            "delta": self.delta,
+            "train_max_n": self.train_max_n,
+            "metrics": metrics,
+            "leave_one_size_out": self.leave_one_size_out.to_dict() if self.leave_one_size_out else None,
+            "starts": None,
+            "procedure": self.procedure,
+            "alternatives": {k: {"objective": a.objective, "params": dict(a.params)} for k, a in self.alternatives.items()},
+            "bootstrap": None,
+            "source": self.source,
+        }
+        if self.starts is not None:
+            s = self.starts
+            out["starts"] = {
+                "total": s.total,
+                "converged": s.converged,
+                "by_status": dict(s.by_status),
+                "near_best": s.near_best,
+                "distinct_optima": s.distinct_optima,
+                "converged_objective": dict(s.converged_objective),
+                "param_spread_near_best": dict(s.param_spread_near_best),
+            }
+        if self.bootstrap is not None:
+            b = self.bootstrap
+            out["bootstrap"] = {
+                "level": b.level,
+                "seed": b.seed,
+                "n_draws": len(b.draws),
+                "converged": b.converged,
+                "intervals": {k: list(v) for k, v in b.intervals.items()},
+                "draws": [dict(d) for d in b.draws],
+            }
+        return _json_safe(out)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<fit>") -> FitResult:
+        try:
+            if data.get("format") != FORMAT:
+                raise LawfitInputError(f"{source}: not a smslab fit file (format {data.get('format')!r}, expected {FORMAT!r})")
+            metrics = {k: (Metrics.from_dict(v) if v is not None else None) for k, v in data["metrics"].items()}
+            s = data.get("starts")
+            starts = (
+                StartsReport(
+                    total=int(s["total"]),
+                    converged=int(s["converged"]),
+                    by_status=dict(s["by_status"]),
+                    near_best=int(s["near_best"]),
+                    distinct_optima=int(s["distinct_optima"]),
+                    converged_objective={k: _num(v) for k, v in s["converged_objective"].items()},
+                    param_spread_near_best={k: _num(v) for k, v in s["param_spread_near_best"].items()},
+                )
+                if s
+                else None
+            )
+            b = data.get("bootstrap")
+            bootstrap = (
+                Bootstrap(
+                    draws=tuple({k: _num(v) for k, v in d.items()} for d in b["draws"]),
+                    level=float(b["level"]),
+                    seed=int(b["seed"]),
+                    converged=int(b["converged"]),
+                    intervals={k: (_num(v[0]), _num(v[1])) for k, v in b["intervals"].items()},
+                )
+                if b
+                else None
+            )
+            loso = data.get("leave_one_size_out")
+            return cls(
+                law=str(data["law"]),
+                params={k: _num(v) for k, v in data["params"].items()},
+                units=dict(data.get("units", {})),
+                fixed=tuple(data.get("fixed", ())),
+                objective=_num(data["objective"]),
+                n_points=int(data["n_points"]),
+                n_runs=int(data.get("n_runs", data["n_points"])),
+                points_hash=str(data.get("points_hash", "")),
+                delta=float(data.get("delta", 1e-3)),
+                train_max_n=None if data.get("train_max_n") is None else float(data["train_max_n"]),
+                metrics=metrics,
+                starts=starts,
+                procedure=str(data.get("procedure", "joint")),
+                alternatives={
+                    k: Alternative(_num(v["objective"]), {p: _num(x) for p, x in v["params"].items()})
+                    for k, v in data.get("alternatives", {}).items()
+                },
+                leave_one_size_out=Metrics.from_dict(loso) if loso else None,
+                bootstrap=bootstrap,
+                source=str(data.get("source", "")),
+            )
+        except LawfitInputError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise LawfitInputError(f"{source}: malformed fit file ({type(exc).__name__}: {exc})") from None
+
+    def write(self, path: str | Path) -> None:
+        """Write as JSON atomically: a temporary file in the same folder, then rename."""
+        write_json_atomic(Path(path), self.to_dict())
+
+    @classmethod
+    def read(cls, path: str | Path) -> FitResult:
+        file = Path(path)
+        if not file.is_file():
+            raise LawfitInputError(f"{file}: no such fit file")
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise LawfitInputError(f"{file}: not a JSON fit file: {exc}") from None
+        if not isinstance(data, dict):
+            raise LawfitInputError(f"{file}: not a JSON fit file (top level is not an object)")
+        return cls.from_dict(data, source=str(file))
+
+
+def _num(value: Any) -> float:
+    """JSON value to float; None stands for a non-finite number."""
+    return float("nan") if value is None else float(value)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_json_safe(data), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,3 @@
+from smslab.cli import main
+
+raise SystemExit(main())

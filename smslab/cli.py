@@ -1,0 +1,43 @@
+"""The ``smslab`` command: wires each package's own command line together, nothing else.
+
+Packages are imported when their commands are registered; their handlers
+import the heavy libraries themselves, so ``smslab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from smslab import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smslab",
+        description="Scaling-law experiments for language models of symbolic music (MuPT's SMS law and its baselines).",
+    )
+    parser.add_argument("--version", action="version", version=f"smslab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from lawfit.cli import add_commands as add_lawfit_commands
+    from lawfit.quickstart import add_command as add_quickstart
+
+    add_quickstart(commands)
+    add_lawfit_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from lawfit.errors import LawfitInputError
+
+    try:
+        return int(args.handler(args))
+    except LawfitInputError as exc:
+        print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"smslab {args.command}: interrupted", file=sys.stderr)
+        return 130
