@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lawfit.bootstrap import bootstrap_fit  # noqa: E402
 from lawfit.fit import FitOptions, fit_law  # noqa: E402
-from lawfit.reference_data import chinchilla_replication_points, synthetic_curves  # noqa: E402
+from lawfit.reference_data import EXAMPLE_PARAMS, chinchilla_replication_points, synthetic_curves  # noqa: E402
 
 REPLICATION_GRID = list(
     itertools.product(
@@ -96,8 +96,7 @@ def main() -> None:
     print(f"objective             : lawfit {'<=' if fit.objective <= naive_best * (1 + 1e-9) else '>'} naive "
           f"(difference {fit.objective - naive_best:+.3e})")
 
-    truth = {"A": 300.0, "B": 800.0, "E": 0.5, "alpha": 0.34, "beta": 0.30, "k": 0.9, "d": 2e5,
-             "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0}
+    truth = EXAMPLE_PARAMS["sms"]
     curves = synthetic_curves("sms", truth, (1e8, 2e8, 4e8, 8e8, 1.6e9), (1e9, 4e9, 1.6e10), 30, 30.0, 0.002, seed=1)
     sms = fit_law(curves, "sms")
     started = time.perf_counter()

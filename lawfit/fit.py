@@ -103,7 +103,8 @@ def minimize_from(
     """Run the batched L-BFGS from ``starts`` (raw values per free parameter)."""
     free = tuple(n for n in law.param_names if n not in fixed)
     x = points.covariates()
-    coords = Coordinates(law, free, dict(fixed), float(np.max(points.D)))
+    centers = {"log_N": float(np.mean(x.log_N)), "log_D": float(np.mean(x.log_D)), "log_U_D": float(np.mean(x.log_U_D))}
+    coords = Coordinates(law, free, dict(fixed), float(np.max(points.D)), centers)
     objective = Objective(
         coords, x, np.log(points.loss), points.weight if weights is None else weights, options.delta
     )

@@ -30,7 +30,7 @@ ValueAndGrad = Callable[[Array, Array], tuple[Array, Array]]
 class Status(IntEnum):
     RUNNING = 0
     CONVERGED_GRADIENT = 1  # projected gradient below gtol
-    CONVERGED_NO_PROGRESS = 2  # relative decrease below ftol: at the optimum to machine precision
+    CONVERGED_NO_PROGRESS = 2  # relative decrease below ftol in a step, or below window_rtol over window_iter steps
     LINE_SEARCH_FAILED = 3  # no decrease along a descent direction before the step vanished
     MAX_ITER = 4
     NONFINITE_START = 5  # objective not finite at the starting point
@@ -49,6 +49,11 @@ class LbfgsOptions:
     ftol: float = 1e-15
     armijo_c1: float = 1e-4
     max_line_search: int = 40
+    # A flat valley (parameters that trade off against each other) can lower the
+    # objective by 1e-12 per step for thousands of steps: less than window_rtol
+    # over window_iter iterations counts as converged.
+    window_iter: int = 20
+    window_rtol: float = 1e-10
     # Multi-start economy: a start still running after ``abandon_after_iter``
     # iterations whose objective exceeds ``abandon_factor`` × the best objective
     # of any start is stopped (status ABANDONED). None keeps every start to the end.
@@ -116,6 +121,8 @@ def minimize_batched(
     hist_s = np.zeros((n_starts, m, n_params))
     hist_y = np.zeros((n_starts, m, n_params))
     hist_rho = np.zeros((n_starts, m))
+    f_window = f.copy()
+    it_window = np.zeros(n_starts, dtype=int)
 
     for _ in range(opts.max_iter):
         act = np.flatnonzero(status == Status.RUNNING)
@@ -185,6 +192,10 @@ def minimize_batched(
         x[rows], f[rows], g[rows] = new_x[ok_idx], new_f[ok_idx], new_g[ok_idx]
         stalled = (f_old - new_f[ok_idx]) <= opts.ftol * np.maximum(np.abs(f_old), 1e-300)
         status[rows[stalled]] = Status.CONVERGED_NO_PROGRESS
+        due = rows[iterations[rows] - it_window[rows] >= opts.window_iter]
+        flat = (f_window[due] - f[due]) <= opts.window_rtol * np.abs(f_window[due])
+        status[due[flat & (status[due] == Status.RUNNING)]] = Status.CONVERGED_NO_PROGRESS
+        f_window[due], it_window[due] = f[due], iterations[due]
 
         if opts.abandon_after_iter is not None:
             best = np.min(f)

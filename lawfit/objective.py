@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -43,17 +43,49 @@ def huber_derivative(residual: Array, delta: float) -> Array:
     return np.clip(residual, -delta, delta)
 
 
+# Centring: log A − alpha·log N = (log A − alpha·c_N) − alpha·(log N − c_N), and
+# likewise for B, d and the overfitting offset. The optimiser fits the bracketed
+# combinations (target, shifted by sign·c·partner) instead of log A itself: with
+# log N ≈ 20, log A and alpha would otherwise move almost in lockstep and L-BFGS
+# crawls along that valley. The optimum is the same; only the coordinates change.
+# (target, partner, covariate whose mean is c, sign)
+CENTRING: tuple[tuple[str, str, str, float], ...] = (
+    ("A", "alpha", "log_N", 1.0),
+    ("B", "beta", "log_D", 1.0),
+    ("d", "alpha", "log_N", 1.0),
+    ("d", "beta", "log_D", 1.0),
+    ("k_in", "k_n", "log_N", 1.0),
+    ("k_in", "k_u", "log_U_D", -1.0),
+)
+
+
 @dataclass(frozen=True)
 class Coordinates:
-    """The map between raw law parameters and the optimiser's θ for one law and data set."""
+    """The map between raw law parameters and the optimiser's θ for one law and data set.
+
+    Natural coordinates u: log(value) for "log" parameters, value × D_ref for
+    token-scaled ones, the value otherwise. θ is u with the centring shifts of
+    ``CENTRING`` applied, using the means of the data's log N, log D, log U_D
+    in ``centers`` (no centring without them).
+    """
 
     law: Law
     free: tuple[str, ...]
     fixed: Mapping[str, float]
     d_ref: float
+    centers: Mapping[str, float] = field(default_factory=dict)
 
     def _factor(self, name: str) -> float:
         return self.d_ref if self.law.spec(name).scale_by_tokens else 1.0
+
+    def _shifts(self) -> list[tuple[int, int, float]]:
+        """(target column, partner column, sign·c) for the centring shifts that apply."""
+        index = {name: j for j, name in enumerate(self.free)}
+        return [
+            (index[target], index[partner], sign * self.centers[covariate])
+            for target, partner, covariate, sign in CENTRING
+            if target in index and partner in index and covariate in self.centers
+        ]
 
     def to_theta(self, raw: Mapping[str, Array]) -> Array:
         """Raw values (each of shape (S,)) to θ of shape (S, len(free))."""
@@ -64,17 +96,31 @@ class Coordinates:
                 cols.append(np.log(value))
             else:
                 cols.append(value * self._factor(name))
-        return np.stack(cols, axis=1) if cols else np.zeros((np.size(next(iter(raw.values()), [])), 0))
+        if not cols:
+            return np.zeros((np.size(next(iter(raw.values()), [])), 0))
+        natural = np.stack(cols, axis=1)
+        theta = natural.copy()
+        for target, partner, shift in self._shifts():
+            theta[:, target] -= shift * natural[:, partner]
+        return theta
+
+    def natural(self, theta: Array) -> Array:
+        """θ back to the natural coordinates u."""
+        natural = np.array(theta, dtype=float, copy=True)
+        for target, partner, shift in self._shifts():
+            natural[:, target] += shift * natural[:, partner]
+        return natural
 
     def to_raw(self, theta: Array) -> dict[str, Array]:
         """θ (S, F) to raw values, each of shape (S,); fixed parameters included."""
-        theta = np.asarray(theta, dtype=float)
+        natural = self.natural(np.asarray(theta, dtype=float))
         out: dict[str, Array] = {}
         for j, name in enumerate(self.free):
-            col = theta[:, j]
-            out[name] = np.exp(col) if self.law.spec(name).transform == "log" else col / self._factor(name)
+            col = natural[:, j]
+            with np.errstate(over="ignore"):  # a start wandering off: its objective becomes inf
+                out[name] = np.exp(col) if self.law.spec(name).transform == "log" else col / self._factor(name)
         for name, value in self.fixed.items():
-            out[name] = np.full(theta.shape[0], float(value))
+            out[name] = np.full(natural.shape[0], float(value))
         return out
 
     def params_of(self, theta: Array) -> dict[str, Array]:
@@ -82,13 +128,20 @@ class Coordinates:
         return {name: col[:, None] for name, col in self.to_raw(theta).items()}
 
     def chain(self, params: dict[str, Array], name: str) -> Array | float:
-        """d value / d θ for free parameter ``name``: value for log, 1/factor for linear."""
+        """d value / d u for free parameter ``name``: value for log, 1/factor for linear."""
         if self.law.spec(name).transform == "log":
             return params[name]
         return 1.0 / self._factor(name)
 
+    def gradient_in_theta(self, grad_natural: Array) -> Array:
+        """∂f/∂θ from ∂f/∂u: each partner also moves its centred target."""
+        grad = grad_natural.copy()
+        for target, partner, shift in self._shifts():
+            grad[:, partner] += shift * grad_natural[:, target]
+        return grad
+
     def bounds(self) -> tuple[Array, Array]:
-        """Box bounds on θ."""
+        """Box bounds on θ; centred targets (scale parameters of huge range) are left unbounded."""
         lower, upper = [], []
         for name in self.free:
             spec = self.law.spec(name)
@@ -98,7 +151,10 @@ class Coordinates:
             else:
                 lower.append(spec.lower * self._factor(name))
                 upper.append(spec.upper * self._factor(name))
-        return np.array(lower), np.array(upper)
+        lo, hi = np.array(lower), np.array(upper)
+        for target, _, _ in self._shifts():
+            lo[target], hi[target] = -np.inf, np.inf
+        return lo, hi
 
 
 @dataclass(frozen=True)
@@ -153,4 +209,5 @@ class Objective:
             g = np.empty_like(theta)
             for j, name in enumerate(self.coords.free):
                 g[:, j] = by_param.get(name, 0.0) * np.ravel(self.coords.chain(params, name))
+            g = self.coords.gradient_in_theta(g)
         return np.where(np.isfinite(f), f, np.inf), g

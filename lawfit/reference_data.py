@@ -45,6 +45,18 @@ def chinchilla_replication_points(path: str | Path, drop_highest: int = 5) -> Lo
     return LossPoints.from_arrays(N=n, D=d, loss=frame["loss"].to_numpy(dtype=float), source=str(path))
 
 
+_CORE_EXAMPLE = {"A": 300.0, "B": 800.0, "E": 0.5, "alpha": 0.34, "beta": 0.30}
+# Parameters of plausible shape for each law, to generate synthetic curves with
+# (tests, benchmarks): the SMS law's onset falls inside 30 epochs at U_D = 1.6e10.
+EXAMPLE_PARAMS: dict[str, dict[str, float]] = {
+    "chinchilla": _CORE_EXAMPLE,
+    "data_constrained": {**_CORE_EXAMPLE, "R_D_star": 15.0, "R_N_star": 5.0},
+    "dprime": {**_CORE_EXAMPLE, "k": 0.9},
+    "nd": {**_CORE_EXAMPLE, "k": 0.9, "d": 2e5},
+    "sms": {**_CORE_EXAMPLE, "k": 0.9, "d": 2e5, "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0},
+}
+
+
 def synthetic_curves(
     law_name: str,
     params: dict[str, float],

@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,16 +95,7 @@ class FitResult:
             "source": self.source,
         }
         if self.starts is not None:
-            s = self.starts
-            out["starts"] = {
-                "total": s.total,
-                "converged": s.converged,
-                "by_status": dict(s.by_status),
-                "near_best": s.near_best,
-                "distinct_optima": s.distinct_optima,
-                "converged_objective": dict(s.converged_objective),
-                "param_spread_near_best": dict(s.param_spread_near_best),
-            }
+            out["starts"] = asdict(self.starts)
         if self.bootstrap is not None:
             b = self.bootstrap
             out["bootstrap"] = {

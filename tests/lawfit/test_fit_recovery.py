@@ -7,17 +7,10 @@ import pytest
 
 from lawfit.fit import FitOptions, fit_law
 from lawfit.planning import plan_tokens
+from lawfit.reference_data import EXAMPLE_PARAMS as TRUE
 from lawfit.reference_data import synthetic_curves
 from lawfit.result import FitResult
 
-CORE = {"A": 300.0, "B": 800.0, "E": 0.5, "alpha": 0.34, "beta": 0.30}
-TRUE = {
-    "chinchilla": CORE,
-    "data_constrained": {**CORE, "R_D_star": 15.0, "R_N_star": 5.0},
-    "dprime": {**CORE, "k": 0.9},
-    "nd": {**CORE, "k": 0.9, "d": 2e5},
-    "sms": {**CORE, "k": 0.9, "d": 2e5, "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0},
-}
 SIZES = (1e8, 2e8, 4e8, 8e8, 1.6e9)
 UNIQUE = (1e9, 4e9, 1.6e10)
 

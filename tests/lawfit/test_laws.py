@@ -13,15 +13,8 @@ from lawfit.laws import all_laws, get_law
 from lawfit.laws.base import Covariates
 from lawfit.laws.mupt import gelu, log_d_double_prime
 from lawfit.presets import DATABLATIONS, HOFFMANN
+from lawfit.reference_data import EXAMPLE_PARAMS as PARAMS
 
-CORE = {"A": 300.0, "B": 800.0, "E": 0.5, "alpha": 0.34, "beta": 0.30}
-PARAMS = {
-    "chinchilla": CORE,
-    "data_constrained": {**CORE, "R_D_star": 15.0, "R_N_star": 5.0},
-    "dprime": {**CORE, "k": 0.9},
-    "nd": {**CORE, "k": 0.9, "d": 2e5},
-    "sms": {**CORE, "k": 0.9, "d": 2e5, "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0},
-}
 
 
 def test_every_law_is_registered_in_table_3_order_with_the_issue_parameter_names():

@@ -79,3 +79,22 @@ def test_a_start_where_the_objective_is_not_finite_is_reported_not_crashed():
     result = minimize_batched(value_and_grad, np.array([[-1.0], [1.0]]), np.array([-5.0]), np.array([5.0]))
     assert result.status[0] == Status.NONFINITE_START
     assert result.converged[1]
+
+
+def test_a_zero_weight_removes_a_point_from_the_fit():
+    from lawfit.reference_data import EXAMPLE_PARAMS, synthetic_curves
+
+    clean = synthetic_curves("chinchilla", EXAMPLE_PARAMS["chinchilla"], (1e8, 4e8, 1.6e9), (1e10,), 8, 1.0, 0.002, seed=5)
+    outlier_loss = clean.loss.copy()
+    outlier_loss[3] *= 3.0
+    weights = np.ones(len(clean))
+    weights[3] = 0.0
+    weighted = LossPoints.from_arrays(N=clean.N, D=clean.D, loss=outlier_loss, weight=weights)
+    keep = np.arange(len(clean)) != 3
+    dropped = LossPoints.from_arrays(N=clean.N[keep], D=clean.D[keep], loss=outlier_loss[keep])
+    grid = {"A": (np.e**5,), "B": (np.e**5,), "E": (1.0,), "alpha": (0.5,), "beta": (0.5,)}
+    with_weight = fit_law(weighted, "chinchilla", FitOptions(grid=grid))
+    without_point = fit_law(dropped, "chinchilla", FitOptions(grid=grid))
+    assert with_weight.objective == pytest.approx(without_point.objective, rel=1e-6)
+    for name in ("E", "alpha", "beta"):
+        assert with_weight.params[name] == pytest.approx(without_point.params[name], rel=1e-4)
