@@ -1,0 +1,1 @@
+"""corpus: ABC tunes to SMT-ABC and back, the BPE tokenizer, packed token shards with nested data fractions."""
