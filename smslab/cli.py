@@ -20,22 +20,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"smslab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from corpus.cli import add_commands as add_corpus_commands
     from lawfit.cli import add_commands as add_lawfit_commands
     from lawfit.quickstart import add_command as add_quickstart
 
     add_quickstart(commands)
     add_lawfit_commands(commands)
+    add_corpus_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from corpus.sources import CorpusInputError
     from lawfit.errors import LawfitInputError
 
     try:
         return int(args.handler(args))
-    except LawfitInputError as exc:
+    except (LawfitInputError, CorpusInputError) as exc:
         print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
