@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/lawfit_speed.py
+	$(BIN)/python bench/corpus_speed.py
 
 clean:
 	rm -rf $(VENV) smslab-quickstart
