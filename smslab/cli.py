@@ -38,9 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from corpus.sources import CorpusInputError
     from lawfit.errors import LawfitInputError
 
+    input_errors: tuple[type[Exception], ...] = (LawfitInputError, CorpusInputError)
+    if args.command == "train":
+        from trainer.run import RunError
+
+        input_errors += (RunError,)
     try:
         return int(args.handler(args))
-    except (LawfitInputError, CorpusInputError) as exc:
+    except input_errors as exc:
         print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,312 @@
+"""One training run: a run spec in, a loss curve and checkpoints out, resumable after preemption.
+
+A run folder holds ``spec.json`` (the run spec and its id), ``state.json``
+(status: running, interrupted, finished or failed, with the step and reason),
+``curve.csv`` (the loss-point table of ARCHITECTURE.md — run_id, N, D, U_D,
+loss, step, split — plus train_loss, lr, tokens_per_s and mfu) and
+``checkpoints/last.ckpt``.
+
+Starting the same run again in the same folder resumes from the last
+checkpoint: the data position is a pure function of the optimizer step (see
+``trainer/data.py``), model, optimiser and scheduler come from the checkpoint,
+and the curve is cut back to the checkpoint before new points are appended,
+so a resumed curve has no gap and no duplicate and ends where an
+uninterrupted run ends. On SIGTERM or SIGUSR1 the run finishes its optimizer
+step, saves a checkpoint and exits cleanly (status ``interrupted``), ready to
+be requeued. A NaN or infinite loss stops the run as ``failed`` with its step,
+keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import signal
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from corpus.shards import Manifest, load_tokens
+from trainer.data import RankSampler, StreamPlan, WindowStream, plan_stream, validation_windows
+from trainer.model import count_params, flops_per_token
+from trainer.presets import N_FOR_LAWS, get_preset
+
+CURVE_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split", "train_loss", "lr", "tokens_per_s", "mfu")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run is. Its id is a hash of this canonical form: the same spec is the same run."""
+
+    preset: str
+    fraction: float
+    epochs: float | None = None
+    tokens: int | None = None
+    context: int = 256
+    lr: float = 3e-3
+    final_lr: float = 3e-4
+    batch_tokens: int = 8192
+    micro_batch: int = 8
+    seed: int = 0
+    data_mix: str = "abc"
+    eval_every_tokens: int = 65_536
+    precision: str = "32"  # "32", "bf16-mixed" or "auto" (bf16 where the device supports it)
+
+    def run_id(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class RunError(ValueError):
+    """A run that cannot start: the message says which input is wrong (exit status 2)."""
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(tmp, path)
+
+
+def read_curve(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def _write_curve(path: Path, rows: list[dict[str, object]]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def resolve_precision(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32"
+    return "bf16-mixed" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "32"
+
+
+def measure_peak_flops(seconds: float = 0.3) -> float:
+    """This machine's fp32 matmul throughput (2048² × 2048²), the MFU denominator."""
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: RunSpec
+    plan: StreamPlan
+    n_params: int
+    n_params_with_embeddings: int
+    vocab_size: int
+    fraction_tokens: int
+
+
+def prepare(spec: RunSpec, corpus_dir: Path, world_size: int = 1) -> Prepared:
+    """Check the spec against the corpus before anything trains."""
+    try:
+        preset = get_preset(spec.preset)
+    except KeyError as exc:
+        raise RunError(str(exc.args[0])) from None
+    if spec.context > preset.max_seq_len:
+        raise RunError(f"context {spec.context} is longer than preset {spec.preset} allows ({preset.max_seq_len})")
+    if spec.context < 2:
+        raise RunError(f"context must be at least 2 tokens, got {spec.context}")
+    manifest_path = corpus_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise RunError(f"{corpus_dir}: no corpus here (no manifest.json); build one with `smslab corpus build --out {corpus_dir}`")
+    manifest = Manifest.read(corpus_dir)
+    for name in ("train.bin", "val.bin", "tokenizer.json"):
+        if not (corpus_dir / name).is_file():
+            raise RunError(f"{corpus_dir}: the shard {name} is missing; rebuild the corpus")
+    try:
+        fraction = manifest.fraction(spec.fraction)
+    except KeyError as exc:
+        raise RunError(f"{corpus_dir}: {exc.args[0]}") from None
+    try:
+        plan = plan_stream(fraction.tokens, spec.context, spec.batch_tokens, spec.micro_batch, world_size, spec.epochs, spec.tokens)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    cfg = preset.config(manifest.vocab_size, spec.context)
+    return Prepared(spec, plan, count_params(cfg, False), count_params(cfg, True), manifest.vocab_size, fraction.tokens)
+
+
+def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, devices: int = 1, strategy: str = "auto",
+              accelerator: str = "auto", show_progress: bool = True) -> dict[str, object]:
+    """Train (or resume) the run in ``out_dir``; returns its final state."""
+    import lightning as L
+
+    from trainer.module import DecoderModule
+
+    corpus_dir, out = Path(corpus_dir), Path(out_dir)
+    prepared = prepare(spec, corpus_dir, world_size=devices)
+    plan = prepared.plan
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    spec_file = out / "spec.json"
+    if spec_file.is_file():
+        existing = json.loads(spec_file.read_text())
+        if existing.get("run_id") != spec.run_id():
+            raise RunError(f"{out}: holds run {existing.get('run_id')}, not this spec's run {spec.run_id()}; use another --out")
+    state_file = out / "state.json"
+    if state_file.is_file() and json.loads(state_file.read_text()).get("status") == "finished":
+        return json.loads(state_file.read_text())
+    _write_json_atomic(spec_file, {
+        "run_id": spec.run_id(), "spec": asdict(spec), "N": prepared.n_params,
+        "N_with_embeddings": prepared.n_params_with_embeddings, "N_for_laws": N_FOR_LAWS,
+        "U_D": plan.unique_tokens, "fraction_tokens": prepared.fraction_tokens, "planned_D": plan.total_tokens,
+        "steps": plan.total_steps, "tokens_per_step": plan.tokens_per_step, "vocab_size": prepared.vocab_size,
+        "corpus": str(corpus_dir), "corpus_key": Manifest.read(corpus_dir).cache_key,
+    })
+
+    ckpt = out / "checkpoints" / "last.ckpt"
+    start_step = 0
+    if ckpt.is_file():
+        start_step = int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+    # The curve keeps what the checkpoint had seen: points logged after it are recomputed identically.
+    curve_file = out / "curve.csv"
+    kept = [r for r in read_curve(curve_file) if int(r["step"]) <= start_step]
+    _write_curve(curve_file, kept)  # type: ignore[arg-type]
+
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    precision = resolve_precision(spec.precision)
+    cfg = get_preset(spec.preset).config(prepared.vocab_size, spec.context)
+    module = DecoderModule(cfg, spec.lr, spec.final_lr, plan.total_steps)
+    train_tokens = load_tokens(corpus_dir, "train")[: Manifest.read(corpus_dir).fraction(spec.fraction).end_offset]
+    stream = WindowStream(train_tokens, plan, spec.seed)
+    micro_per_step = plan.micro_batches_per_step()
+    accumulation = micro_per_step // devices
+    eval_every = max(1, round(spec.eval_every_tokens / plan.tokens_per_step))
+    callback = CurveCallback(spec, prepared, out, eval_every, validation_windows(load_tokens(corpus_dir, "val"), spec.context),
+                             flops_per_token(cfg, spec.context))
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,  # type: ignore[arg-type]
+        max_steps=plan.total_steps, max_epochs=-1, accumulate_grad_batches=accumulation, gradient_clip_val=1.0,
+        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=show_progress,
+        use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[callback],
+        plugins=_plugins(),
+    )
+    sampler = RankSampler(start_step * micro_per_step, len(stream), trainer.global_rank, trainer.world_size)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, sampler=sampler, num_workers=0)
+    _write_state(out, {"status": "running", "step": start_step})
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt) if ckpt.is_file() else None)
+    return json.loads(state_file.read_text())
+
+
+def _plugins() -> list[object]:
+    # submitit owns requeueing on clusters: Lightning's own SLURM auto-requeue stays off.
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if "SLURM_JOB_ID" in os.environ else []
+
+
+def _write_state(out: Path, state: dict[str, object]) -> None:
+    _write_json_atomic(out / "state.json", state)
+
+
+class CurveCallback(Callback):
+    """Logs the curve, evaluates every k steps, checkpoints, and handles signals and NaN."""
+
+    def __init__(self, spec: RunSpec, prepared: Prepared, out: Path, eval_every: int, val_windows: torch.Tensor,
+                 flops_per_token: float) -> None:
+        self.spec = spec
+        self.prepared = prepared
+        self.out = out
+        self.eval_every = eval_every
+        self.val_windows = val_windows
+        self.flops_per_token = flops_per_token
+        self.stop_reason: str | None = None
+        self.losses: list[float] = []
+        self.step_started = time.perf_counter()
+        self.tokens_timed = 0
+        self.peak_flops = 1.0
+        self._previous_handlers: dict[int, object] = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        self.peak_flops = measure_peak_flops()
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+        self.step_started = time.perf_counter()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_reason = f"signal {signal.Signals(signum).name}"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        loss = float(pl_module.last_train_loss)
+        self.losses.append(loss)
+        self.tokens_timed += self.prepared.plan.micro_batch * self.prepared.plan.context * trainer.world_size
+        if not math.isfinite(loss):
+            trainer.should_stop = True
+            self.stop_reason = "nan"
+            _write_state(self.out, {"status": "failed", "step": trainer.global_step,
+                                    "reason": f"non-finite training loss ({loss}) at optimizer step {trainer.global_step}"})
+            return
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return  # inside an accumulation: the optimizer has not stepped yet
+        step = trainer.global_step
+        plan = self.prepared.plan
+        # The train loss of this optimizer step (its micro-batches on this rank): the same
+        # whether or not the run was resumed in between.
+        step_loss = sum(self.losses) / len(self.losses)
+        self.losses = []
+        finished = step >= plan.total_steps
+        if step % self.eval_every == 0 or finished:
+            self._log_point(trainer, pl_module, step, step_loss)
+        if finished:
+            self._save(trainer)
+            _write_state(self.out, {"status": "finished", "step": step, "D": step * plan.tokens_per_step})
+        elif self.stop_reason is not None:
+            self._save(trainer)
+            _write_state(self.out, {"status": "interrupted", "step": step, "reason": self.stop_reason})
+            trainer.should_stop = True
+        elif step % (self.eval_every * 4) == 0:
+            self._save(trainer)
+
+    def _log_point(self, trainer, pl_module, step: int, step_loss: float) -> None:  # type: ignore[no-untyped-def]
+        plan = self.prepared.plan
+        elapsed = time.perf_counter() - self.step_started
+        tokens_per_s = self.tokens_timed / elapsed if elapsed > 0 else float("nan")
+        val_loss = pl_module.validation_loss(self.val_windows, batch_size=max(1, plan.micro_batch))
+        if trainer.is_global_zero:
+            row = {
+                "run_id": self.spec.run_id(), "N": self.prepared.n_params, "D": step * plan.tokens_per_step,
+                "U_D": plan.unique_tokens, "loss": val_loss, "step": step, "split": "val",
+                "train_loss": step_loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                "tokens_per_s": tokens_per_s, "mfu": tokens_per_s * self.flops_per_token / self.peak_flops,
+            }
+            curve_file = self.out / "curve.csv"
+            with curve_file.open("a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=CURVE_COLUMNS).writerow(row)
+        self.tokens_timed = 0
+        self.step_started = time.perf_counter()  # throughput excludes the evaluation
+
+    def _save(self, trainer) -> None:  # type: ignore[no-untyped-def]
+        final = self.out / "checkpoints" / "last.ckpt"
+        tmp = self.out / "checkpoints" / "last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, final)
+        trainer.strategy.barrier()
+
+    def on_train_end(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
