@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, from local disk, so that nothing later resolves a CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -26,6 +26,7 @@ test: install
 bench: install
 	$(BIN)/python bench/lawfit_speed.py
 	$(BIN)/python bench/corpus_speed.py
+	$(BIN)/python bench/trainer_speed.py
 
 clean:
 	rm -rf $(VENV) smslab-quickstart
