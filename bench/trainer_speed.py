@@ -58,20 +58,29 @@ def time_loop(step_fn, data, warmup: int) -> float:  # type: ignore[no-untyped-d
     return (len(data) - warmup) * BATCH * CFG.max_seq_len / elapsed
 
 
-def plain(data, warmup: int, bf16: bool = False) -> float:  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    model = Decoder(CFG)
+def train_step(model: torch.nn.Module, loss_of):  # type: ignore[no-untyped-def]
+    """One optimizer step of the minimal loop: forward, backward, clip, AdamW."""
     opt = adamw(model.parameters())
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            _, loss = model(x, y)
+        loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return time_loop(step, data, warmup)
+    return step
+
+
+def plain(data, warmup: int, bf16: bool = False) -> float:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = Decoder(CFG)
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(x, y)[1]
+
+    return time_loop(train_step(model, loss_of), data, warmup)
 
 
 def hf_llama(data, warmup: int) -> float:  # type: ignore[no-untyped-def]
@@ -84,17 +93,12 @@ def hf_llama(data, warmup: int) -> float:  # type: ignore[no-untyped-def]
         tie_word_embeddings=False, attn_implementation="sdpa",
     )
     model = LlamaForCausalLM(config)
-    opt = adamw(model.parameters())
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = model(input_ids=x).logits
-        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
 
-    return time_loop(step, data, warmup)
+    return time_loop(train_step(model, loss_of), data, warmup)
 
 
 def lightning(data, warmup: int) -> float:  # type: ignore[no-untyped-def]
