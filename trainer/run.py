@@ -24,12 +24,14 @@ import hashlib
 import json
 import math
 import os
+import random
 import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -212,6 +214,12 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
     return json.loads(state_file.read_text())
 
 
+def _numpy_rng_state() -> tuple[object, ...]:
+    """numpy's global RNG state with its key array as a tensor: checkpoints load with weights_only."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
 def _plugins() -> list[object]:
     # submitit owns requeueing on clusters: Lightning's own SLURM auto-requeue stays off.
     from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -306,6 +314,26 @@ class CurveCallback(Callback):
         if trainer.is_global_zero:
             os.replace(tmp, final)
         trainer.strategy.barrier()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]
+        # The data position is the optimizer step Lightning saves; the RNG states cover
+        # anything random a model variant adds (dropout), and the run id ties the
+        # checkpoint to its run (and its tracking record).
+        checkpoint["smslab"] = {
+            "run_id": self.spec.run_id(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(), "python": random.getstate()},
+        }
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]
+        saved = checkpoint.get("smslab", {})
+        if saved.get("run_id") not in (None, self.spec.run_id()):
+            raise RunError(f"{self.out}: the checkpoint belongs to run {saved['run_id']}, not {self.spec.run_id()}")
+        rng = saved.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+            random.setstate(rng["python"])
 
     def on_train_end(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
         for sig, handler in self._previous_handlers.items():
