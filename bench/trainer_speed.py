@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.model import Decoder, ModelConfig, flops_per_token  # noqa: E402
 from trainer.module import DecoderModule  # noqa: E402
-from trainer.run import measure_peak_flops  # noqa: E402
+from trainer.run import measure_peak_flops, resolve_precision  # noqa: E402
 
 CFG = ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=688, max_seq_len=256)
 BATCH = 8
@@ -148,7 +148,9 @@ def main() -> None:
     print(f"Lightning / plain loop        : {results['Lightning'] / results['plain loop']:.3f}x  (target >= 0.95x)")
     print(f"smslab plain / HF Llama       : {results['plain loop'] / results['HF LlamaForCausalLM']:.3f}x  (target >= 1.0x)")
     print(f"smslab Lightning / HF Llama   : {results['Lightning'] / results['HF LlamaForCausalLM']:.3f}x")
-    print(f"bf16 autocast / fp32 (plain)  : {results['plain loop, bf16 autocast'] / results['plain loop']:.3f}x")
+    print(f"bf16 autocast / fp32 (plain)  : {results['plain loop, bf16 autocast'] / results['plain loop']:.3f}x  "
+          f"(oneDNN bf16 matmul on this CPU: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}; "
+          f"--precision auto chooses {resolve_precision('auto')})")
 
 
 if __name__ == "__main__":
