@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,21 @@ def validation_windows(tokens: np.ndarray, context: int) -> torch.Tensor:
         raise ValueError(f"the validation set has {len(tokens)} tokens, fewer than one context of {context} + 1")
     idx = np.arange(n)[:, None] * context + np.arange(context + 1)[None, :]
     return torch.from_numpy(np.asarray(tokens, dtype=np.int64)[idx])
+
+
+class ShardDataModule(L.LightningDataModule):
+    """The run's training stream as a Lightning data module.
+
+    The first micro-batch is the one after ``start_step`` optimizer steps, and
+    each rank gets its own micro-batches, so Lightning's distributed sampler
+    stays off (``use_distributed_sampler=False``).
+    """
+
+    def __init__(self, tokens: np.ndarray, plan: StreamPlan, seed: int, start_step: int) -> None:
+        super().__init__()
+        self.stream = WindowStream(tokens, plan, seed)
+        self.start_micro = start_step * plan.micro_batches_per_step()
+
+    def train_dataloader(self) -> DataLoader:
+        sampler = RankSampler(self.start_micro, len(self.stream), self.trainer.global_rank, self.trainer.world_size)
+        return DataLoader(self.stream, batch_size=None, sampler=sampler, num_workers=0)

@@ -36,7 +36,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from corpus.shards import Manifest, load_tokens
-from trainer.data import RankSampler, StreamPlan, WindowStream, plan_stream, validation_windows
+from trainer.data import ShardDataModule, StreamPlan, plan_stream, validation_windows
 from trainer.model import count_params, flops_per_token
 from trainer.presets import N_FOR_LAWS, get_preset
 
@@ -194,9 +194,8 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
     cfg = get_preset(spec.preset).config(prepared.vocab_size, spec.context)
     module = DecoderModule(cfg, spec.lr, spec.final_lr, plan.total_steps)
     train_tokens = load_tokens(corpus_dir, "train")[: Manifest.read(corpus_dir).fraction(spec.fraction).end_offset]
-    stream = WindowStream(train_tokens, plan, spec.seed)
-    micro_per_step = plan.micro_batches_per_step()
-    accumulation = micro_per_step // devices
+    data = ShardDataModule(train_tokens, plan, spec.seed, start_step)
+    accumulation = plan.micro_batches_per_step() // devices
     eval_every = max(1, round(spec.eval_every_tokens / plan.tokens_per_step))
     callback = CurveCallback(spec, prepared, out, eval_every, validation_windows(load_tokens(corpus_dir, "val"), spec.context),
                              flops_per_token(cfg, spec.context))
@@ -207,10 +206,8 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
         use_distributed_sampler=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[callback],
         plugins=_plugins(),
     )
-    sampler = RankSampler(start_step * micro_per_step, len(stream), trainer.global_rank, trainer.world_size)
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, sampler=sampler, num_workers=0)
     _write_state(out, {"status": "running", "step": start_step})
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=str(ckpt) if ckpt.is_file() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.is_file() else None)
     return json.loads(state_file.read_text())
 
 
