@@ -23,12 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     from corpus.cli import add_commands as add_corpus_commands
     from lawfit.cli import add_commands as add_lawfit_commands
     from lawfit.quickstart import add_command as add_quickstart
+    from storage.cli import add_commands as add_storage_commands
     from trainer.cli import add_commands as add_trainer_commands
 
     add_quickstart(commands)
     add_lawfit_commands(commands)
     add_corpus_commands(commands)
     add_trainer_commands(commands)
+    add_storage_commands(commands)
     return parser
 
 

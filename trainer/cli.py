@@ -48,6 +48,8 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:  # type: 
     train.add_argument("--corpus", default="corpus", help="a folder built by `smslab corpus build` (default ./corpus)")
     train.add_argument("--devices", type=int, default=1, help="processes (DDP); on the CPU they use gloo")
     train.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp (GPUs) …")
+    train.add_argument("--tracking-uri", default=None, help="also record the run in MLflow (e.g. sqlite:////abs/mlflow.db)")
+    train.add_argument("--campaign", default="default", help="the campaign (MLflow experiment) of the run")
     train.add_argument("--out", required=True, help="the run folder")
     train.set_defaults(handler=run_train)
 
@@ -86,7 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
     if values.get("epochs") is None and values.get("tokens") is None:
         raise RunError("give --epochs E or --tokens D")
     state = train_run(RunSpec(**values), args.corpus, args.out, devices=args.devices, strategy=args.strategy,  # type: ignore[arg-type]
-                      show_progress=sys.stderr.isatty())
+                      show_progress=sys.stderr.isatty(), tracking_uri=args.tracking_uri, campaign=args.campaign)
     print(json.dumps(state))
     return 0 if state.get("status") in ("finished", "interrupted") else 1
 

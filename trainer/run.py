@@ -153,8 +153,13 @@ def prepare(spec: RunSpec, corpus_dir: Path, world_size: int = 1) -> Prepared:
 
 
 def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, devices: int = 1, strategy: str = "auto",
-              accelerator: str = "auto", show_progress: bool = True) -> dict[str, object]:
-    """Train (or resume) the run in ``out_dir``; returns its final state."""
+              accelerator: str = "auto", show_progress: bool = True, tracking_uri: str | None = None,
+              campaign: str = "default") -> dict[str, object]:
+    """Train (or resume) the run in ``out_dir``; returns its final state.
+
+    With ``tracking_uri`` the run and every curve point are also recorded in
+    MLflow through ``storage`` (the same MLflow run again when resuming).
+    """
     import lightning as L
 
     from trainer.module import DecoderModule
@@ -172,13 +177,23 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
     state_file = out / "state.json"
     if state_file.is_file() and json.loads(state_file.read_text()).get("status") == "finished":
         return json.loads(state_file.read_text())
-    _write_json_atomic(spec_file, {
+    record = {
         "run_id": spec.run_id(), "spec": asdict(spec), "N": prepared.n_params,
         "N_with_embeddings": prepared.n_params_with_embeddings, "N_for_laws": N_FOR_LAWS,
         "U_D": plan.unique_tokens, "fraction_tokens": prepared.fraction_tokens, "planned_D": plan.total_tokens,
         "steps": plan.total_steps, "tokens_per_step": plan.tokens_per_step, "vocab_size": prepared.vocab_size,
         "corpus": str(corpus_dir), "corpus_key": Manifest.read(corpus_dir).cache_key,
-    })
+    }
+    tracking = None
+    if tracking_uri:
+        from storage.tracking import RunRecord, Tracker
+
+        tracker = Tracker(tracking_uri)
+        params = {**asdict(spec), **{k: v for k, v in record.items() if k not in ("spec", "run_id")}}
+        tracking = (tracker, tracker.open_run(RunRecord(spec.run_id(), campaign, params)))
+        record["mlflow_run_id"] = tracking[1]
+        record["tracking_uri"] = tracking_uri
+    _write_json_atomic(spec_file, record)
 
     ckpt = out / "checkpoints" / "last.ckpt"
     start_step = 0
@@ -198,7 +213,7 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
     accumulation = plan.micro_batches_per_step() // devices
     eval_every = max(1, round(spec.eval_every_tokens / plan.tokens_per_step))
     callback = CurveCallback(spec, prepared, out, eval_every, validation_windows(load_tokens(corpus_dir, "val"), spec.context),
-                             flops_per_token(cfg, spec.context))
+                             flops_per_token(cfg, spec.context), tracking)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,  # type: ignore[arg-type]
         max_steps=plan.total_steps, max_epochs=-1, accumulate_grad_batches=accumulation, gradient_clip_val=1.0,
@@ -207,8 +222,13 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
         plugins=_plugins(),
     )
     _write_state(out, {"status": "running", "step": start_step})
+    if tracking is not None and trainer.is_global_zero:
+        tracking[0].set_status(tracking[1], "running")
     trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.is_file() else None)
-    return json.loads(state_file.read_text())
+    final = json.loads(state_file.read_text())
+    if tracking is not None and trainer.is_global_zero:
+        tracking[0].set_status(tracking[1], str(final["status"]))
+    return final
 
 
 def _numpy_rng_state() -> tuple[object, ...]:
@@ -232,7 +252,8 @@ class CurveCallback(Callback):
     """Logs the curve, evaluates every k steps, checkpoints, and handles signals and NaN."""
 
     def __init__(self, spec: RunSpec, prepared: Prepared, out: Path, eval_every: int, val_windows: torch.Tensor,
-                 flops_per_token: float) -> None:
+                 flops_per_token: float, tracking: tuple[object, str] | None = None) -> None:
+        self.tracking = tracking
         self.spec = spec
         self.prepared = prepared
         self.out = out
@@ -301,6 +322,9 @@ class CurveCallback(Callback):
             curve_file = self.out / "curve.csv"
             with curve_file.open("a", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=CURVE_COLUMNS).writerow(row)
+            if self.tracking is not None:
+                tracker, mlflow_run_id = self.tracking
+                tracker.log_points(mlflow_run_id, [{**row, "val_loss": row["loss"]}])  # type: ignore[attr-defined]
         self.tokens_timed = 0
         self.step_started = time.perf_counter()  # throughput excludes the evaluation
 

@@ -46,7 +46,8 @@ def test_a_tiny_model_drives_the_loss_far_below_its_start(small_corpus: Path, tm
 
 @pytest.mark.slow
 def test_a_run_killed_by_sigterm_resumes_to_the_same_curve_and_final_loss(small_corpus: Path, tmp_path: Path):
-    args = ("--fraction", "1", "--epochs", "1", "--eval-every", "1024")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ("--fraction", "1", "--epochs", "1", "--eval-every", "1024", "--tracking-uri", uri, "--campaign", "resume")
     reference = train(small_corpus, tmp_path / "whole", *args)
     assert reference.returncode == 0, reference.stderr[-3000:]
     cmd = [sys.executable, "-m", "smslab", "train", "--corpus", str(small_corpus), "--out", str(tmp_path / "cut"), *FAST, *args]
@@ -70,6 +71,16 @@ def test_a_run_killed_by_sigterm_resumes_to_the_same_curve_and_final_loss(small_
     for a, b in zip(whole, cut):
         assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-5, abs=1e-6)
         assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-5, abs=1e-6)
+    # MLflow holds both runs; the resumed one is one MLflow run whose curve reads back without duplicates.
+    from storage.tracking import Tracker
+
+    points = Tracker(uri).read_points("resume")
+    resumed_points = points[points.run_id == cut[0]["run_id"]]
+    assert resumed_points["run_id"].nunique() == 1
+    assert [int(d) for d in resumed_points["D"]] == [int(p["D"]) for p in cut]
+    assert list(resumed_points["loss"]) == pytest.approx([float(p["loss"]) for p in cut])
+    mlflow_run = Tracker(uri).client.get_run(json.loads((tmp_path / "cut" / "spec.json").read_text())["mlflow_run_id"])
+    assert mlflow_run.data.tags["smslab.status"] == "finished" and mlflow_run.data.params["N"] == cut[0]["N"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""storage: runs and their loss curves in MLflow, read back as one loss-point table."""

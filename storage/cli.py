@@ -1,0 +1,28 @@
+"""``smslab runs export``: storage's own command line."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    runs = subparsers.add_parser("runs", help="read recorded runs back from MLflow")
+    runs_cmds = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND", required=True)
+    export = runs_cmds.add_parser(
+        "export",
+        help="every curve of a campaign as the loss-point table (CSV or Parquet)",
+        description="Write run_id, N, D, U_D, loss, step, split for every validation point of a campaign.",
+    )
+    export.add_argument("--tracking-uri", required=True, help="e.g. sqlite:////abs/path/mlflow.db or http://127.0.0.1:5000")
+    export.add_argument("--campaign", default="default", help="the campaign (MLflow experiment) name")
+    export.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+    export.set_defaults(handler=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from storage.tracking import Tracker, export_points
+
+    frame = Tracker(args.tracking_uri).read_points(args.campaign)
+    export_points(frame, args.out)
+    print(f"{len(frame)} points of {frame['run_id'].nunique()} runs written to {args.out}")
+    return 0

@@ -1,0 +1,88 @@
+"""Runs and curves in a real MLflow SQLite store, read back as the loss-point table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from storage.tracking import RunRecord, Tracker, default_tracking_uri, read_points_sqlite, sqlite_path
+
+
+def record(run_id: str, n: int, u: int) -> RunRecord:
+    return RunRecord(run_id, "camp", {"preset": "tiny-1m", "N": n, "U_D": u, "planned_D": 10_000, "lr": 0.003})
+
+
+def test_curves_round_trip_through_mlflow_and_the_sql_path_equals_the_api_path(tmp_path: Path):
+    uri = default_tracking_uri(tmp_path)
+    assert uri.startswith("sqlite:////")
+    tracker = Tracker(uri)
+    a = tracker.open_run(record("run-a", 1000, 500))
+    b = tracker.open_run(record("run-b", 2000, 800))
+    tracker.log_points(a, [{"D": d, "val_loss": 5.0 - d / 1000, "train_loss": 5.1, "lr": 0.003} for d in (100, 200, 300)])
+    tracker.log_points(b, [{"D": d, "val_loss": 4.0 - d / 1000} for d in (100, 200)])
+    tracker.set_status(a, "finished")
+    fast = tracker.read_points("camp")
+    assert list(fast.columns) == ["run_id", "N", "D", "U_D", "loss", "step", "split"]
+    assert len(fast) == 5 and set(fast["run_id"]) == {"run-a", "run-b"}
+    run_a = fast[fast.run_id == "run-a"]
+    assert list(run_a["D"]) == [100, 200, 300] and list(run_a["loss"]) == pytest.approx([4.9, 4.8, 4.7])
+    assert set(run_a["N"]) == {1000} and set(run_a["U_D"]) == {500}
+    pd.testing.assert_frame_equal(fast, tracker.read_points_api("camp"))
+    run = tracker.client.get_run(a)
+    assert run.data.params["preset"] == "tiny-1m" and run.data.tags["smslab.status"] == "finished"
+    assert run.info.status == "FINISHED"
+
+
+def test_a_resumed_run_logs_to_the_same_mlflow_run_and_repeated_points_appear_once(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    first = tracker.open_run(record("r", 1000, 500))
+    tracker.log_points(first, [{"D": d, "val_loss": 3.0} for d in (100, 200, 300)])
+    again = Tracker(default_tracking_uri(tmp_path)).open_run(record("r", 1000, 500))
+    assert again == first
+    tracker.log_points(again, [{"D": d, "val_loss": 2.5} for d in (300, 400)])  # 300 logged again after a resume
+    points = tracker.read_points("camp")
+    assert list(points["D"]) == [100, 200, 300, 400]
+    assert list(points["loss"]) == [3.0, 3.0, 2.5, 2.5]  # the latest value of a repeated step
+
+
+def _writer(args: tuple[str, int]) -> int:
+    uri, worker = args
+    tracker = Tracker(uri)
+    run = tracker.open_run(record(f"w{worker}", 1000 + worker, 500))
+    for d in range(1, 11):
+        tracker.log_points(run, [{"D": d * 100, "val_loss": 1.0 + worker}])
+    tracker.set_status(run, "finished")
+    return worker
+
+
+@pytest.mark.slow
+def test_eight_jobs_writing_at_once_never_fail_on_a_locked_database(tmp_path: Path):
+    uri = default_tracking_uri(tmp_path)
+    Tracker(uri).experiment_id("camp")  # the schema exists before the jobs start, as in a campaign
+    with get_context("spawn").Pool(8) as pool:
+        assert sorted(pool.map(_writer, [(uri, w) for w in range(8)])) == list(range(8))
+    points = read_points_sqlite(sqlite_path(uri), "camp")
+    assert len(points) == 80 and points["run_id"].nunique() == 8
+
+
+def test_export_writes_parquet_and_csv(tmp_path: Path):
+    uri = default_tracking_uri(tmp_path)
+    tracker = Tracker(uri)
+    run = tracker.open_run(record("x", 1000, 500))
+    tracker.log_points(run, [{"D": 100, "val_loss": 2.0}])
+    for name in ("points.parquet", "points.csv"):
+        proc = subprocess.run([sys.executable, "-m", "smslab", "runs", "export", "--tracking-uri", uri, "--campaign", "camp",
+                               "--out", str(tmp_path / name)], capture_output=True, text=True, check=True)
+        assert "1 points of 1 runs" in proc.stdout
+    assert pd.read_parquet(tmp_path / "points.parquet")["loss"].tolist() == [2.0]
+    assert pd.read_csv(tmp_path / "points.csv")["run_id"].tolist() == ["x"]
+
+
+def test_an_unknown_campaign_reads_as_an_empty_table(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    assert tracker.read_points("nobody").empty and tracker.read_points_api("nobody").empty
