@@ -1,0 +1,1 @@
+"""sweeps: grid specs, run identity, launching runs, campaigns."""
