@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -353,6 +353,3 @@ def leave_one_size_out(law: Law, params: Mapping[str, float], train: LossPoints,
         predicted[mask] = law.predict(p_i, x.N[mask], x.D[mask], x.U_D[mask])
     return metrics_from_predictions(train.loss, predicted, opts.delta)
 
-
-def with_fixed(options: FitOptions, fixed: Mapping[str, float]) -> FitOptions:
-    return replace(options, fixed={**options.fixed, **fixed})

@@ -97,7 +97,8 @@ class Coordinates:
             else:
                 cols.append(value * self._factor(name))
         if not cols:
-            return np.zeros((np.size(next(iter(raw.values()), [])), 0))
+            n_rows = len(np.atleast_1d(next(iter(raw.values())))) if raw else 1
+            return np.zeros((n_rows, 0))
         natural = np.stack(cols, axis=1)
         theta = natural.copy()
         for target, partner, shift in self._shifts():

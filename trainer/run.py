@@ -28,8 +28,10 @@ import random
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -70,11 +72,20 @@ class RunError(ValueError):
     """A run that cannot start: the message says which input is wrong (exit status 2)."""
 
 
-def _write_json_atomic(path: Path, data: object) -> None:
+def _write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
+    """Write through ``write`` into a temporary file beside ``path``, then rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json_atomic(path: Path, data: object) -> None:
+    _write_atomic(path, lambda handle: json.dump(data, handle, indent=2))
 
 
 def read_curve(path: Path) -> list[dict[str, str]]:
@@ -85,12 +96,12 @@ def read_curve(path: Path) -> list[dict[str, str]]:
 
 
 def _write_curve(path: Path, rows: list[dict[str, object]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as handle:
+    def write(handle: TextIO) -> None:
         writer = csv.DictWriter(handle, fieldnames=CURVE_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
+
+    _write_atomic(path, write)
 
 
 def resolve_precision(requested: str) -> str:
