@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test bench clean
+.PHONY: install quickstart test slurm bench clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +19,20 @@ install: $(BIN)/.installed
 quickstart: install
 	$(BIN)/smslab quickstart
 
-test: install
+# A one-node Slurm cluster with accounting for the Slurm end-to-end test
+# (needs root; without it the script says so and that test is skipped outside CI).
+slurm:
+	bash .ci/slurm-up.sh
+
+test: install slurm
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python bench/lawfit_speed.py
 	$(BIN)/python bench/corpus_speed.py
 	$(BIN)/python bench/trainer_speed.py
+	$(BIN)/python bench/storage_speed.py
 
 clean:
 	rm -rf $(VENV) smslab-quickstart

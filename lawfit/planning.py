@@ -144,12 +144,8 @@ def plan_compute_optimal(fit: FitResult, flops: float, unique_tokens: float | No
     level = None
     if fit.bootstrap is not None and fit.bootstrap.draws:
         level = fit.bootstrap.level
-        losses = _loss_on_n_grid(law, fit.bootstrap.draws, flops, unique_tokens, log_n)
-        losses = np.where(np.isfinite(losses), losses, np.inf)
-        idx = np.argmin(losses, axis=1)
-        draw_n = np.exp(log_n[idx])
+        draw_n, draw_loss = optimum_per_draw(fit, flops, unique_tokens)
         draw_d = c6 / draw_n
-        draw_loss = losses[np.arange(idx.shape[0]), idx]
         interval = {
             "n_opt": percentile_interval(draw_n, level),
             "d_opt": percentile_interval(draw_d, level),
@@ -159,6 +155,19 @@ def plan_compute_optimal(fit: FitResult, flops: float, unique_tokens: float | No
             interval["epochs"] = percentile_interval(draw_d / unique_tokens, level)
     closed = chinchilla_closed_form(fit.params, flops) if law.name == "chinchilla" else None
     return ComputeOptimalPlan(flops, unique_tokens, n_opt, d_opt, epochs, loss, at_edge, interval, level, closed)
+
+
+def optimum_per_draw(fit: FitResult, flops: float, unique_tokens: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """N* and its loss for every bootstrap draw of ``fit`` (grid argmin over log N, MuPT Eq. 1)."""
+    if fit.bootstrap is None or not fit.bootstrap.draws:
+        raise ValueError(f"the {fit.law} fit has no bootstrap draws")
+    _check_budget(flops, unique_tokens)
+    law = get_law(fit.law)
+    log_n = np.linspace(math.log(MIN_PARAMS), math.log(flops / FLOPS_PER_PARAM_TOKEN / MIN_TOKENS), GRID_POINTS)
+    losses = _loss_on_n_grid(law, fit.bootstrap.draws, flops, unique_tokens, log_n)
+    losses = np.where(np.isfinite(losses), losses, np.inf)
+    idx = np.argmin(losses, axis=1)
+    return np.exp(log_n[idx]), losses[np.arange(idx.shape[0]), idx]
 
 
 def plan_tokens(fit: FitResult, n_params: float, unique_tokens: float, max_epochs: float = 100.0) -> TokenPlan:

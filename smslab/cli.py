@@ -22,15 +22,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from corpus.cli import add_commands as add_corpus_commands
     from lawfit.cli import add_commands as add_lawfit_commands
-    from lawfit.quickstart import add_command as add_quickstart
+    from lawfit.published import add_command as add_published
     from storage.cli import add_commands as add_storage_commands
+    from sweeps.cli import add_commands as add_sweeps_commands
+    from sweeps.quickstart import add_command as add_quickstart
     from trainer.cli import add_commands as add_trainer_commands
 
     add_quickstart(commands)
+    add_published(commands)
     add_lawfit_commands(commands)
     add_corpus_commands(commands)
     add_trainer_commands(commands)
     add_storage_commands(commands)
+    add_sweeps_commands(commands)
     return parser
 
 
@@ -41,10 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lawfit.errors import LawfitInputError
 
     input_errors: tuple[type[Exception], ...] = (LawfitInputError, CorpusInputError)
-    if args.command == "train":
+    if args.command in ("train", "sweep", "campaign", "quickstart"):
         from trainer.run import RunError
 
         input_errors += (RunError,)
+    if args.command in ("sweep", "campaign", "quickstart"):
+        from sweeps.spec import SpecError
+
+        input_errors += (SpecError,)
     try:
         return int(args.handler(args))
     except input_errors as exc:

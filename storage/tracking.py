@@ -21,6 +21,7 @@ the database is locked, so parallel jobs never fail on it.
 
 from __future__ import annotations
 
+import fcntl
 import random
 import sqlite3
 import time
@@ -34,6 +35,9 @@ METRICS = ("val_loss", "train_loss", "lr", "tokens_per_s", "mfu")
 RUN_ID_TAG = "smslab.run_id"
 STATUS_TAG = "smslab.status"
 CAMPAIGN_TAG = "smslab.campaign"
+ERROR_TAG = "smslab.error"
+KIND_TAG = "smslab.kind"
+MAX_TAG_CHARS = 5000  # MLflow keeps tag values up to 8,000 characters
 
 T = TypeVar("T")
 
@@ -70,6 +74,7 @@ class RunRecord:
     run_id: str
     campaign: str
     params: Mapping[str, object]  # every run-spec field, N, N_with_embeddings, U_D, planned_D, …
+    kind: str = "train"  # "train": a training run with a curve; "campaign": a campaign's own record (artifacts)
 
 
 class Tracker:
@@ -79,10 +84,17 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         path = sqlite_path(tracking_uri)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri
-        self.client = with_retry(lambda: MlflowClient(tracking_uri))
+        if path is None:
+            self.client = MlflowClient(tracking_uri)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The first client to open a new SQLite store creates its schema (alembic migrations);
+        # two doing it at once corrupt the version table, so creation is serialised by a file lock.
+        with (path.parent / f".{path.name}.init.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.client = with_retry(lambda: MlflowClient(tracking_uri))
+            with_retry(lambda: self.client.search_experiments(max_results=1))
 
     def experiment_id(self, campaign: str, create: bool = True) -> str | None:
         experiment = with_retry(lambda: self.client.get_experiment_by_name(campaign))
@@ -90,8 +102,11 @@ class Tracker:
             return str(experiment.experiment_id)
         if not create:
             return None
+        path = sqlite_path(self.uri)
+        # Beside an embedded store, artifacts go beside the database (MLflow's default is ./mlruns of the cwd).
+        location = (path.parent / "mlartifacts" / campaign).resolve().as_uri() if path is not None else None
         try:
-            return str(with_retry(lambda: self.client.create_experiment(campaign)))
+            return str(with_retry(lambda: self.client.create_experiment(campaign, artifact_location=location)))
         except Exception:  # noqa: BLE001  another job created it first
             experiment = with_retry(lambda: self.client.get_experiment_by_name(campaign))
             if experiment is None:
@@ -120,13 +135,32 @@ class Tracker:
             lambda: self.client.create_run(
                 experiment,
                 run_name=record.run_id,
-                tags={RUN_ID_TAG: record.run_id, CAMPAIGN_TAG: record.campaign, STATUS_TAG: "running"},
+                tags={RUN_ID_TAG: record.run_id, CAMPAIGN_TAG: record.campaign, STATUS_TAG: "running", KIND_TAG: record.kind},
             )
         )
         params = [Param(k, str(v)) for k, v in sorted(record.params.items())]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             with_retry(lambda: self.client.log_batch(run.info.run_id, params=params[start : start + 100]))
         return str(run.info.run_id)
+
+    def log_artifacts(self, mlflow_run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+        """Copy every file under ``folder`` into the run's artifacts (under ``artifact_path``)."""
+        with_retry(lambda: self.client.log_artifacts(mlflow_run_id, str(folder), artifact_path))
+
+    def log_artifact(self, mlflow_run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
+        with_retry(lambda: self.client.log_artifact(mlflow_run_id, str(path), artifact_path))
+
+    def run_statuses(self, campaign: str) -> dict[str, str]:
+        """smslab's status tag of every training run of the campaign, by smslab run id."""
+        experiment = self.experiment_id(campaign, create=False)
+        if experiment is None:
+            return {}
+        runs = with_retry(lambda: self.client.search_runs([experiment], max_results=50_000))
+        return {
+            run.data.tags[RUN_ID_TAG]: run.data.tags.get(STATUS_TAG, "")
+            for run in runs
+            if RUN_ID_TAG in run.data.tags and run.data.tags.get(KIND_TAG, "train") == "train"
+        }
 
     def log_points(self, mlflow_run_id: str, points: Iterable[Mapping[str, float]]) -> None:
         """Log evaluation points in one batch; each point has D (the step) and any of METRICS."""
@@ -142,11 +176,15 @@ class Tracker:
         if metrics:
             with_retry(lambda: self.client.log_batch(mlflow_run_id, metrics=metrics))
 
-    def set_status(self, mlflow_run_id: str, status: str) -> None:
-        """Record smslab's status (running, interrupted, finished, failed) and MLflow's run state."""
+    def set_status(self, mlflow_run_id: str, status: str, error: str | None = None) -> None:
+        """Record smslab's status (running, interrupted, finished, failed), the error of a
+        failed run, and MLflow's run state."""
         from mlflow.entities import RunTag
 
-        with_retry(lambda: self.client.log_batch(mlflow_run_id, tags=[RunTag(STATUS_TAG, status)]))
+        tags = [RunTag(STATUS_TAG, status)]
+        if error is not None:
+            tags.append(RunTag(ERROR_TAG, error[:MAX_TAG_CHARS]))
+        with_retry(lambda: self.client.log_batch(mlflow_run_id, tags=tags))
         terminal = {"finished": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
         if status in terminal:
             with_retry(lambda: self.client.set_terminated(mlflow_run_id, terminal[status]))

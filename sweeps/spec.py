@@ -24,6 +24,27 @@ A spec file::
     max_parallel = 2
     timeout_min = 60
 
+    [plan]                   # only for `smslab campaign run`
+    target_flops = 2e14      # the FLOP budget the recommendation is for
+    unique_tokens = 0        # U_D to plan for; 0: the largest grid fraction's U_D
+    tolerance = 2.0          # stop when the N* interval's upper/lower ratio is at most this
+    budget_flops = 1e15      # the campaign's own compute (Σ 6·N·D over its runs); stop when spent
+    max_rounds = 3           # proposal rounds after the grid
+    runs_per_round = 2
+    bootstrap = 100          # resamples of the runs per round
+    level = 0.9              # of the intervals
+    laws = ["chinchilla", "data_constrained", "dprime", "nd", "sms"]
+    points = "final"         # fit each run's final loss, or "curve": every evaluation
+    presets = []             # presets proposals may use (default: the grid's)
+    epochs = []              # epoch counts proposals may use (default: the grid's and twice the largest)
+
+    [lr_search]              # optional: Optuna TPE over the peak learning rate, per preset, before the grid
+    trials = 6
+    tokens = 200000          # each trial's token budget
+    fraction = 1.0           # the data fraction trials train on (default: the grid's largest)
+    low = 1e-4
+    high = 3e-2
+
 Every table and key is checked before anything runs: an unknown key, a value
 of the wrong kind, an impossible combination (epochs and tokens both, a train
 key the grid already sets) or a fraction the corpus lacks is an error naming
@@ -49,6 +70,17 @@ LAUNCHER_KEYS = {
     "mem_gb": int, "account": str, "qos": str, "setup": list, "array_parallelism": int, "max_array_size": int,
     "max_num_timeout": int,
 }
+PLAN_KEYS = {
+    "target_flops": float, "unique_tokens": float, "tolerance": float, "budget_flops": float, "max_rounds": int,
+    "runs_per_round": int, "bootstrap": int, "level": float, "laws": list, "points": str, "presets": list,
+    "epochs": list,
+}
+PLAN_DEFAULTS: dict[str, Any] = {
+    "unique_tokens": 0.0, "tolerance": 2.0, "max_rounds": 3, "runs_per_round": 2, "bootstrap": 100, "level": 0.9,
+    "laws": ["chinchilla", "data_constrained", "dprime", "nd", "sms"], "points": "final", "presets": [], "epochs": [],
+}
+LR_SEARCH_KEYS = {"trials": int, "tokens": int, "fraction": float, "low": float, "high": float}
+LR_SEARCH_DEFAULTS: dict[str, Any] = {"trials": 6, "tokens": 200_000, "low": 1e-4, "high": 3e-2}
 GRID_TO_SPEC = {"presets": "preset", "fractions": "fraction", "epochs": "epochs", "tokens": "tokens",
                 "data_mixes": "data_mix", "seeds": "seed"}
 
@@ -66,6 +98,10 @@ class Campaign:
     tracking_uri: str
     runs: tuple[RunSpec, ...]
     launcher: Mapping[str, Any]
+    grid: Mapping[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    plan: Mapping[str, Any] | None = None  # the [plan] table with defaults filled in; None without one
+    lr_search: Mapping[str, Any] | None = None
 
 
 def _check_table(source: Path, table: str, data: Any, allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -100,9 +136,10 @@ def load_campaign(path: str | Path) -> Campaign:
         data = tomllib.loads(source.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{source}: not a TOML file: {exc}") from None
-    unknown = sorted(set(data) - {"campaign", "grid", "train", "launcher"})
+    unknown = sorted(set(data) - {"campaign", "grid", "train", "launcher", "plan", "lr_search"})
     if unknown:
-        raise SpecError(f"{source}: unknown table [{unknown[0]}]; tables are [campaign], [grid], [train], [launcher]")
+        raise SpecError(f"{source}: unknown table [{unknown[0]}]; tables are [campaign], [grid], [train], [launcher], "
+                        "[plan], [lr_search]")
     campaign = _check_table(source, "campaign", data.get("campaign", {}), CAMPAIGN_KEYS)
     for key, value in campaign.items():
         if not isinstance(value, str):
@@ -147,10 +184,74 @@ def load_campaign(path: str | Path) -> Campaign:
     seen: dict[str, RunSpec] = {}
     for run in runs:
         seen.setdefault(run.run_id(), run)
+    plan = _check_plan(source, data["plan"], axes, train, corpus) if "plan" in data else None
+    lr_search = _check_lr_search(source, data["lr_search"], axes, train, corpus) if "lr_search" in data else None
     return Campaign(
         name=campaign.get("name", source.stem), source=source, corpus=corpus, folder=folder,
         tracking_uri=campaign.get("tracking_uri", "") or "", runs=tuple(seen.values()), launcher=dict(launcher),
+        grid={k: tuple(v) for k, v in axes.items()}, train=dict(train), plan=plan, lr_search=lr_search,
     )
+
+
+def _typed(source: Path, table: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise SpecError(f"{source}: [{table}] {key}: {value!r} is not a {kind.__name__}")
+    return value
+
+
+def _check_plan(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
+                corpus: Path) -> dict[str, Any]:
+    from lawfit.cli import LAW_NAMES as LAWS
+
+    table = _check_table(source, "plan", data, PLAN_KEYS)
+    plan = {**PLAN_DEFAULTS, **{k: _typed(source, "plan", k, v, PLAN_KEYS[k]) for k, v in table.items()}}
+    for key in ("target_flops", "budget_flops"):
+        if key not in plan:
+            raise SpecError(f"{source}: [plan] needs {key}")
+    for key in ("target_flops", "budget_flops", "tolerance", "level"):
+        if not plan[key] > 0:
+            raise SpecError(f"{source}: [plan] {key} must be positive, got {plan[key]}")
+    if plan["tolerance"] <= 1.0:
+        raise SpecError(f"{source}: [plan] tolerance is the largest upper/lower ratio of N*'s interval: above 1, "
+                        f"got {plan['tolerance']}")
+    if not plan["level"] < 1.0:
+        raise SpecError(f"{source}: [plan] level must lie in (0, 1), got {plan['level']}")
+    for key in ("max_rounds", "runs_per_round", "bootstrap"):
+        if plan[key] < (3 if key == "bootstrap" else 0 if key == "max_rounds" else 1):
+            raise SpecError(f"{source}: [plan] {key} is too small: {plan[key]}")
+    if plan["points"] not in ("final", "curve"):
+        raise SpecError(f"{source}: [plan] points must be 'final' or 'curve', got {plan['points']!r}")
+    for law in plan["laws"]:
+        if law not in LAWS:
+            raise SpecError(f"{source}: [plan] laws: unknown law {law!r}; laws are {', '.join(LAWS)}")
+    if not plan["laws"]:
+        raise SpecError(f"{source}: [plan] laws is empty")
+    if "tokens" in axes and not plan["epochs"]:
+        raise SpecError(f"{source}: [plan] epochs is needed for proposals when the grid gives tokens")
+    plan["epochs"] = [_typed(source, "plan", "epochs", e, float) for e in plan["epochs"]]
+    plan["presets"] = [_typed(source, "plan", "presets", p, str) for p in plan["presets"]] or list(axes["presets"])
+    probe = [RunSpec(**{**train, "preset": p, "fraction": axes["fractions"][0], "epochs": 1.0}) for p in plan["presets"]]
+    _check_against_corpus(source, corpus, probe)
+    return plan
+
+
+def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
+                     corpus: Path) -> dict[str, Any]:
+    table = _check_table(source, "lr_search", data, LR_SEARCH_KEYS)
+    search = {**LR_SEARCH_DEFAULTS, "fraction": max(axes["fractions"]),
+              **{k: _typed(source, "lr_search", k, v, LR_SEARCH_KEYS[k]) for k, v in table.items()}}
+    if "lr" in train:
+        raise SpecError(f"{source}: [train] lr is set, and [lr_search] would choose it; give one of them")
+    if not 0 < search["low"] < search["high"]:
+        raise SpecError(f"{source}: [lr_search] needs 0 < low < high, got low={search['low']}, high={search['high']}")
+    if search["trials"] < 1 or search["tokens"] < 1:
+        raise SpecError(f"{source}: [lr_search] trials and tokens must be positive")
+    probe = [RunSpec(**{**train, "preset": p, "fraction": search["fraction"], "tokens": search["tokens"]})
+             for p in axes["presets"]]
+    _check_against_corpus(source, corpus, probe)
+    return search
 
 
 def _check_against_corpus(source: Path, corpus: Path, runs: list[RunSpec]) -> None:

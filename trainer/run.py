@@ -20,6 +20,7 @@ keeping the last good checkpoint.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import json
 import math
@@ -28,7 +29,9 @@ import random
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
@@ -42,6 +45,10 @@ from trainer.data import ShardDataModule, StreamPlan, plan_stream, validation_wi
 from trainer.model import count_params, flops_per_token
 from trainer.presets import N_FOR_LAWS, get_preset
 
+# Signals that mean "checkpoint at the end of this optimizer step and stop": SIGTERM (Slurm
+# preemption and scancel), SIGUSR1 (Lightning's convention) and SIGUSR2 (submitit's
+# preemption/timeout signal; sweeps hands the stop over to submitit's requeue).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 CURVE_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split", "train_loss", "lr", "tokens_per_s", "mfu")
 
 
@@ -70,6 +77,39 @@ class RunSpec:
 
 class RunError(ValueError):
     """A run that cannot start: the message says which input is wrong (exit status 2)."""
+
+
+class RunBusyError(RunError):
+    """Another process is training in this run folder right now."""
+
+
+@contextmanager
+def run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out/.lock`` while training: two processes training the
+    same folder would interleave checkpoints and curves. The lock dies with its process."""
+    handle = (out / ".lock").open("a")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"{out}: another process is training this run (its .lock is held)") from None
+        yield
+    finally:
+        handle.close()
+
+
+def folder_in_use(out: Path) -> bool:
+    """Whether some process holds the run folder's lock (is training it now)."""
+    lock = out / ".lock"
+    if not lock.is_file():
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
 
 
 def _write_atomic(path: Path, write: Callable[[TextIO], None]) -> None:
@@ -170,16 +210,35 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
 
     With ``tracking_uri`` the run and every curve point are also recorded in
     MLflow through ``storage`` (the same MLflow run again when resuming).
+
+    A second process starting the same folder while one trains it gets
+    ``RunBusyError``. An exception during training is recorded before it
+    propagates: ``state.json`` says failed with the error, and so does MLflow.
     """
+    corpus_dir, out = Path(corpus_dir), Path(out_dir)
+    prepared = prepare(spec, corpus_dir, world_size=devices)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    if not _is_launching_rank_zero():
+        # DDP workers started by Lightning (or srun tasks) train alongside the rank-0 process, which holds the lock.
+        return _train_unlocked(spec, prepared, corpus_dir, out, devices, strategy, accelerator, show_progress,
+                               tracking_uri, campaign)
+    with run_folder_lock(out):
+        return _train_unlocked(spec, prepared, corpus_dir, out, devices, strategy, accelerator, show_progress,
+                               tracking_uri, campaign)
+
+
+def _is_launching_rank_zero() -> bool:
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID", "RANK"))
+
+
+def _train_unlocked(spec: RunSpec, prepared: Prepared, corpus_dir: Path, out: Path, devices: int, strategy: str,
+                    accelerator: str, show_progress: bool, tracking_uri: str | None, campaign: str) -> dict[str, object]:
     import lightning as L
 
     from trainer.module import DecoderModule
 
-    corpus_dir, out = Path(corpus_dir), Path(out_dir)
-    prepared = prepare(spec, corpus_dir, world_size=devices)
     plan = prepared.plan
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "checkpoints").mkdir(exist_ok=True)
     spec_file = out / "spec.json"
     if spec_file.is_file():
         existing = json.loads(spec_file.read_text())
@@ -235,7 +294,16 @@ def train_run(spec: RunSpec, corpus_dir: str | Path, out_dir: str | Path, device
     _write_state(out, {"status": "running", "step": start_step})
     if tracking is not None and trainer.is_global_zero:
         tracking[0].set_status(tracking[1], "running")
-    trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.is_file() else None)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=str(ckpt) if ckpt.is_file() else None)
+    except Exception as exc:
+        if trainer.is_global_zero:
+            error = f"{type(exc).__name__}: {exc}"
+            _write_state(out, {"status": "failed", "step": trainer.global_step, "reason": "exception", "error": error,
+                               "traceback": traceback.format_exc(limit=20)})
+            if tracking is not None:
+                tracking[0].set_status(tracking[1], "failed", error=error)  # type: ignore[attr-defined]
+        raise
     final = json.loads(state_file.read_text())
     if tracking is not None and trainer.is_global_zero:
         tracking[0].set_status(tracking[1], str(final["status"]))
@@ -280,12 +348,14 @@ class CurveCallback(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
         self.peak_flops = measure_peak_flops()
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
+        for sig in STOP_SIGNALS:
             self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
         self.step_started = time.perf_counter()
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        self.stop_reason = f"signal {signal.Signals(signum).name}"
+        # Slurm sends SIGTERM before the preemption signal: the more specific one names the stop.
+        if self.stop_reason is None or signum != signal.SIGTERM:
+            self.stop_reason = f"signal {signal.Signals(signum).name}"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
         loss = float(pl_module.last_train_loss)
@@ -311,12 +381,20 @@ class CurveCallback(Callback):
         if finished:
             self._save(trainer)
             _write_state(self.out, {"status": "finished", "step": step, "D": step * plan.tokens_per_step})
-        elif self.stop_reason is not None:
+        elif self._stop_requested(trainer):
             self._save(trainer)
             _write_state(self.out, {"status": "interrupted", "step": step, "reason": self.stop_reason})
             trainer.should_stop = True
         elif step % (self.eval_every * 4) == 0:
             self._save(trainer)
+
+    def _stop_requested(self, trainer) -> bool:  # type: ignore[no-untyped-def]
+        """Whether any rank got a stop signal: every rank must save and stop at the same step,
+        or the collectives of the checkpoint would wait forever."""
+        stop = trainer.strategy.reduce_boolean_decision(self.stop_reason is not None, all=False)
+        if stop and self.stop_reason is None:
+            self.stop_reason = "signal on another rank"
+        return bool(stop)
 
     def _log_point(self, trainer, pl_module, step: int, step_loss: float) -> None:  # type: ignore[no-untyped-def]
         plan = self.prepared.plan

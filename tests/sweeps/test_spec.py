@@ -80,3 +80,51 @@ def test_bad_specs_are_refused_naming_file_table_and_key(folder: Path, edit, mes
     with pytest.raises(SpecError) as info:
         load_campaign(path)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+PLAN = """
+[plan]
+target_flops = 1e12
+budget_flops = 5e12
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[plan]\nbudget_flops = 1e12\n", "[plan] needs target_flops"),
+        (PLAN + "tolerance = 0.5\n", "[plan] tolerance"),
+        (PLAN + "laws = ['chinchilla', 'kaplan']\n", "unknown law 'kaplan'"),
+        (PLAN + "points = 'all'\n", "[plan] points"),
+        (PLAN + "budget = 3\n", "[plan] unknown key 'budget'"),
+        (PLAN + "presets = ['tiny-9m']\n", "tiny-9m"),
+        ("[lr_search]\ntrials = 2\nlow = 0.1\nhigh = 0.01\n", "[lr_search] needs 0 < low < high"),
+        ("[lr_search]\nsteps = 2\n", "[lr_search] unknown key 'steps'"),
+    ],
+)
+def test_campaign_tables_are_checked_by_key(folder: Path, extra: str, message: str):
+    path = folder / "plan.toml"
+    path.write_text(GOOD + extra)
+    with pytest.raises(SpecError) as err:
+        load_campaign(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_plan_defaults_are_filled_in(folder: Path):
+    path = folder / "plan-ok.toml"
+    path.write_text(GOOD + PLAN)
+    plan = load_campaign(path).plan
+    assert plan is not None and plan["tolerance"] == 2.0 and plan["presets"] == ["tiny-0.1m", "tiny-0.3m"]
+    assert plan["laws"] == ["chinchilla", "data_constrained", "dprime", "nd", "sms"]
+
+
+def test_sweep_commands_refuse_a_bad_spec_with_exit_2_and_no_traceback(folder: Path):
+    import subprocess
+    import sys
+
+    path = folder / "bad-cli.toml"
+    path.write_text(GOOD + PLAN + "budget = 3\n")
+    for command in (["sweep", "launch"], ["sweep", "status"], ["campaign", "run"]):
+        proc = subprocess.run([sys.executable, "-m", "smslab", *command, str(path)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "unknown key 'budget'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,9 +1,9 @@
-"""``smslab quickstart``: the main job on the embedded default.
+"""``smslab fit-published``: a whole law study on real published runs, no training.
 
-Until smslab trains its own models, the quickstart is a whole scaling-law
-study on real published runs bundled with lawfit (datablations, 182 runs):
-all five laws fitted and compared on held-out model sizes (MuPT Table 3), the
-best one bootstrapped, and a compute-optimal plan with intervals.
+The datablations runs bundled with lawfit (182 runs up to 9B parameters): all
+five laws fitted and compared on held-out model sizes (MuPT Table 3), the best
+one by leave-one-size-out bootstrapped, and a compute-optimal plan with
+intervals. (``smslab quickstart`` trains its own models: ``sweeps/quickstart.py``.)
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cmd = subparsers.add_parser(
-        "quickstart",
-        help="run the main job on the bundled data: compare the laws, plan N*, D*, epochs* with intervals",
+        "fit-published",
+        help="compare the laws on bundled published runs (datablations) and plan N*, D*, epochs* with intervals",
         description=(
             "Fit all five laws to the bundled datablations runs, hold out the largest model size, "
             "bootstrap the law that predicts it best and plan for a FLOP budget and unique-token count."
         ),
     )
-    cmd.add_argument("--out", default="smslab-quickstart", help="folder for the fit files (default ./smslab-quickstart)")
+    cmd.add_argument("--out", default="smslab-published", help="folder for the fit files (default ./smslab-published)")
     cmd.add_argument("--flops", type=float, default=1e21, help="compute budget to plan for (default 1e21)")
     cmd.add_argument("--unique-tokens", type=float, default=1e10, help="unique tokens to plan for (default 1e10)")
     cmd.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the chosen law (default 200)")

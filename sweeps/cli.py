@@ -1,0 +1,147 @@
+"""``smslab sweep launch|status`` and ``smslab campaign run``: sweeps' own command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sweep = subparsers.add_parser("sweep", help="launch a grid spec's runs through submitit, and see their state")
+    sweep_cmds = sweep.add_subparsers(dest="sweep_command", metavar="SUBCOMMAND", required=True)
+    launch = sweep_cmds.add_parser(
+        "launch",
+        help="launch every unfinished run of a grid spec (local executor or Slurm)",
+        description=(
+            "Expand SPEC (TOML) into run specs, check them against the corpus, and launch through submitit every run "
+            "that is not finished: finished runs are skipped, interrupted ones resume from their checkpoint."
+        ),
+    )
+    launch.add_argument("spec", help="the grid spec file (TOML)")
+    launch.add_argument("--no-wait", action="store_true", help="return once submitted (Slurm) instead of waiting")
+    launch.add_argument("--retry-failed", action="store_true", help="launch runs that failed before again")
+    launch.set_defaults(handler=run_launch)
+    status = sweep_cmds.add_parser("status", help="each run's state from its folder, submitit and MLflow")
+    status.add_argument("spec", help="the grid spec file (TOML)")
+    status.set_defaults(handler=run_status)
+
+    campaign = subparsers.add_parser("campaign", help="run a scaling-law campaign: grid, fit, plan, propose, repeat")
+    campaign_cmds = campaign.add_subparsers(dest="campaign_command", metavar="SUBCOMMAND", required=True)
+    run = campaign_cmds.add_parser(
+        "run",
+        help="launch the grid, fit every law, plan, propose and launch the next runs until N* is pinned down",
+        description=(
+            "Launch the grid, read every curve from MLflow, fit every law, plan for the spec's [plan] budget, propose "
+            "the predicted optimum and the runs that most narrow the interval of N*, launch them, and repeat until the "
+            "interval is within the tolerance or the campaign's compute budget is spent. Running it again resumes."
+        ),
+    )
+    run.add_argument("spec", help="the campaign spec file (TOML with a [plan] table)")
+    run.set_defaults(handler=run_campaign)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def describe(spec) -> str:  # type: ignore[no-untyped-def]
+    budget = f"{spec.epochs:g} ep" if spec.epochs is not None else f"{spec.tokens:,} tok"
+    return f"{spec.preset:<10} f={spec.fraction:<7g} {budget:<12} seed {spec.seed}"
+
+
+def progress_printer(total: int):  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    done = 0
+
+    def show(state, event: str) -> None:  # type: ignore[no-untyped-def]
+        nonlocal done
+        if event in ("done", "skipped"):
+            done += 1
+        extra = ""
+        if state.status == "finished" and state.final_loss is not None:
+            extra = f" val loss {state.final_loss:.4f}"
+        elif state.status == "failed":
+            extra = f" ({state.error or 'see state.json'})"[:200]
+        _say(f"[{done}/{total} {time.perf_counter() - started:6.0f} s] {state.run_id} {describe(state.spec)} "
+             f"{event}: {state.status}{extra}")
+
+    return show
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from sweeps.launch import launch
+    from sweeps.spec import load_campaign
+
+    campaign = load_campaign(args.spec)
+    _say(f"campaign {campaign.name}: {len(campaign.runs)} runs, launcher {campaign.launcher.get('kind', 'local')}, "
+         f"folder {campaign.folder}")
+    states = launch(campaign, wait=not args.no_wait, retry_failed=args.retry_failed,
+                    progress=progress_printer(len(campaign.runs)))
+    print_status(states, {})
+    return 0 if all(s.status == "finished" for s in states) or args.no_wait else 1
+
+
+def print_status(states, scheduler: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    header = f"{'run':<16} {'preset':<10} {'fraction':>8} {'budget':>12} {'seed':>4} {'status':<12} {'step':>11} {'val loss':>9} {'job':<14} error"
+    print(header)
+    print("-" * len(header))
+    for s in states:
+        budget = f"{s.spec.epochs:g} ep" if s.spec.epochs is not None else f"{s.spec.tokens:,}"
+        steps = f"{s.step}/{s.steps}" if s.steps else str(s.step)
+        loss = f"{s.final_loss:.4f}" if s.final_loss is not None else "-"
+        job = f"{s.job_id or '-'}"
+        if s.run_id in scheduler:
+            job += f" {scheduler[s.run_id]}"
+        print(f"{s.run_id:<16} {s.spec.preset:<10} {s.spec.fraction:>8g} {budget:>12} {s.spec.seed:>4} {s.status:<12} "
+              f"{steps:>11} {loss:>9} {job:<14} {(s.error or '')[:80]}")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from sweeps.launch import JobBook, read_run_state, submitit_states, tracking_uri_of
+    from sweeps.spec import load_campaign
+
+    campaign = load_campaign(args.spec)
+    book = JobBook(campaign)
+    specs = list(campaign.runs) + [s for s in _proposed_specs(campaign) if s not in campaign.runs]
+    states = [read_run_state(campaign, spec, book.jobs) for spec in specs]
+    scheduler = submitit_states(campaign, states)
+    print_status(states, scheduler)
+    from storage.tracking import Tracker, sqlite_path
+
+    uri = tracking_uri_of(campaign)
+    path = sqlite_path(uri)
+    if path is None or path.is_file():
+        statuses = Tracker(uri).run_statuses(campaign.name)
+        mismatched = [s for s in states if s.status in ("finished", "failed") and statuses.get(s.run_id) not in (None, s.status)]
+        for s in mismatched:
+            print(f"note: MLflow says {statuses[s.run_id]} for run {s.run_id}, its folder says {s.status}")
+        print(f"\nMLflow ({uri}): {len(statuses)} runs recorded; "
+              + ", ".join(f"{v} {k}" for k, v in sorted(_count(statuses.values()).items())))
+    counts = _count(s.status for s in states)
+    print(f"runs: {len(states)}; " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 0
+
+
+def _count(values) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return out
+
+
+def _proposed_specs(campaign):  # type: ignore[no-untyped-def]
+    """Runs a campaign proposed beyond its grid (recorded in its Optuna study), if it has one."""
+    from sweeps.campaign import recorded_specs
+
+    return recorded_specs(campaign)
+
+
+def run_campaign(args: argparse.Namespace) -> int:
+    from sweeps.campaign import run_campaign as run
+    from sweeps.spec import load_campaign
+
+    campaign = load_campaign(args.spec)
+    outcome = run(campaign, say=_say)
+    print(outcome.report)
+    return 0

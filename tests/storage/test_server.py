@@ -1,0 +1,82 @@
+"""A real `mlflow server` process on 127.0.0.1: a training run logs over HTTP and storage reads it back."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from storage.tracking import RunRecord, Tracker
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts")],
+        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"mlflow server did not come up: {(root / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_curves_logged_over_http_read_back_without_duplicates(server: str):
+    tracker = Tracker(server)
+    run = tracker.open_run(RunRecord("run-http", "http-campaign", {"N": 1000, "U_D": 500, "preset": "tiny-0.1m"}))
+    tracker.log_points(run, [{"D": d, "val_loss": 5.0 - d / 1000, "train_loss": 5.0} for d in (100, 200, 300)])
+    # A resumed run logs its last point again: read-back keeps one value per step, the latest.
+    assert Tracker(server).open_run(RunRecord("run-http", "http-campaign", {})) == run
+    tracker.log_points(run, [{"D": 300, "val_loss": 4.6}, {"D": 400, "val_loss": 4.5}])
+    tracker.set_status(run, "finished")
+    table = tracker.read_points("http-campaign")
+    assert list(table["D"]) == [100, 200, 300, 400]
+    assert list(table["loss"]) == pytest.approx([4.9, 4.8, 4.6, 4.5])
+    assert set(table["N"]) == {1000} and set(table["U_D"]) == {500}
+    assert tracker.run_statuses("http-campaign") == {"run-http": "finished"}
+
+
+@pytest.mark.slow
+def test_a_training_run_records_its_curve_on_the_tracking_server(server: str, small_corpus: Path, tmp_path: Path):
+    from trainer.run import RunSpec, train_run
+
+    spec = RunSpec(preset="tiny-0.1m", fraction=0.25, epochs=2, context=32, batch_tokens=512, micro_batch=8,
+                   eval_every_tokens=2048)
+    state = train_run(spec, small_corpus, tmp_path / "run", show_progress=False, tracking_uri=server,
+                      campaign="http-train")
+    assert state["status"] == "finished"
+    with (tmp_path / "run" / "curve.csv").open() as handle:
+        curve = list(csv.DictReader(handle))
+    table = Tracker(server).read_points("http-train")
+    assert list(table["D"].astype(int)) == [int(r["D"]) for r in curve]
+    assert list(table["loss"]) == pytest.approx([float(r["loss"]) for r in curve])
+    assert set(table["run_id"]) == {spec.run_id()}
