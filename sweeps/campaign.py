@@ -118,6 +118,20 @@ class RunRecordBook:
     def reasons(self) -> dict[str, str]:
         return {run_id: str(t.user_attrs.get("reason", "")) for run_id, t in self.trials.items()}
 
+    def recorded_proposals(self, round_number: int) -> list[dict[str, Any]]:
+        """The runs the record says were proposed for ``round_number``, as proposals."""
+        trials = sorted((t for t in self.trials.values() if int(t.user_attrs.get("round", 0)) == round_number),
+                        key=lambda t: t.number)
+        out = []
+        for t in trials:
+            spec = json.loads(t.user_attrs["spec"])
+            tokens = int(t.params.get("tokens", 0))
+            out.append({"run_id": t.user_attrs["run_id"], "spec": spec, "reason": t.user_attrs.get("reason", ""),
+                        "N": t.user_attrs.get("N"), "U_D": t.user_attrs.get("U_D"), "tokens": tokens,
+                        "cost_flops": FLOPS_PER_PARAM_TOKEN * float(t.user_attrs.get("N") or 0) * tokens,
+                        "recorded": True})
+        return out
+
     def last_round(self) -> int:
         return max((int(t.user_attrs.get("round", 0)) for t in self.trials.values()), default=0)
 
@@ -329,7 +343,9 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     stop = _stop_reason(plan, ratio, spent, number)
     proposals: list[dict[str, Any]] = []
     if stop is None:
-        proposals = _propose(campaign, book, best, compute_plan, plan["budget_flops"] - spent, rates_of(book))
+        # A restarted campaign takes the proposals its record already holds for the next round.
+        proposals = book.recorded_proposals(number + 1) or _propose(
+            campaign, book, number, best, compute_plan, plan["budget_flops"] - spent, rates_of(book))
         if not proposals:
             stop = "no proposal fits in the remaining compute budget"
     if stop is None:
@@ -399,15 +415,15 @@ def _candidate_specs(campaign: Campaign, rates: dict[str, float]) -> list[RunSpe
     return out
 
 
-def _propose(campaign: Campaign, book: RunRecordBook, fit, compute_plan, remaining_flops: float,  # type: ignore[no-untyped-def]
-             rates: dict[str, float]) -> list[dict[str, Any]]:
+def _propose(campaign: Campaign, book: RunRecordBook, number: int, fit, compute_plan,  # type: ignore[no-untyped-def]
+             remaining_flops: float, rates: dict[str, float]) -> list[dict[str, Any]]:
     from lawfit.design import Candidate, choose_runs
 
     plan = campaign.plan
     assert plan is not None
     if remaining_flops <= 0:
         return []
-    known = set(book.trials)
+    known = {spec.run_id() for spec in book.specs(up_to_round=number)}
     proposals: list[dict[str, Any]] = []
 
     def describe(spec: RunSpec, reason: str, extra: dict[str, Any]) -> dict[str, Any]:

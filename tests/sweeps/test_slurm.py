@@ -28,7 +28,7 @@ folder = "campaign"
 [grid]
 presets = ["tiny-0.1m", "tiny-0.3m"]
 fractions = [0.25]
-epochs = [8]
+epochs = [5]
 
 [train]
 context = 32
