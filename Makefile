@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test slurm bench clean
+.PHONY: install quickstart test slurm browser bench clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ quickstart: install
 slurm:
 	bash .ci/slurm-up.sh
 
-test: install slurm
+# Headless Chromium (Debian's package) for the dashboard browser tests (root; skipped without it outside CI).
+browser:
+	bash .ci/browser-up.sh
+
+test: install slurm browser
 	$(BIN)/lint-imports
 	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/python -m pytest
 
@@ -35,4 +39,4 @@ bench: install
 	$(BIN)/python bench/storage_speed.py
 
 clean:
-	rm -rf $(VENV) smslab-quickstart
+	rm -rf $(VENV) smslab-quickstart artifacts

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smslab {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from corpus.cli import add_commands as add_corpus_commands
+    from dashboards.cli import add_commands as add_dashboard_commands
     from lawfit.cli import add_commands as add_lawfit_commands
     from lawfit.published import add_command as add_published
     from storage.cli import add_commands as add_storage_commands
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trainer_commands(commands)
     add_storage_commands(commands)
     add_sweeps_commands(commands)
+    add_dashboard_commands(commands)
     return parser
 
 

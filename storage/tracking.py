@@ -22,6 +22,7 @@ the database is locked, so parallel jobs never fail on it.
 from __future__ import annotations
 
 import fcntl
+import os
 import random
 import sqlite3
 import time
@@ -161,6 +162,21 @@ class Tracker:
             for run in runs
             if RUN_ID_TAG in run.data.tags and run.data.tags.get(KIND_TAG, "train") == "train"
         }
+
+    def download_campaign_artifacts(self, campaign: str, destination: str | Path) -> Path | None:
+        """Copy the artifacts of the campaign's own run (round fits, plans, reports) into ``destination``;
+        None when the campaign has no such run."""
+        experiment = self.experiment_id(campaign, create=False)
+        if experiment is None:
+            return None
+        runs = with_retry(lambda: self.client.search_runs(
+            [experiment], filter_string=f"tags.`{KIND_TAG}` = 'campaign'", max_results=1))
+        if not runs:
+            return None
+        target = Path(destination)
+        target.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        return Path(with_retry(lambda: self.client.download_artifacts(runs[0].info.run_id, "", str(target))))
 
     def log_points(self, mlflow_run_id: str, points: Iterable[Mapping[str, float]]) -> None:
         """Log evaluation points in one batch; each point has D (the step) and any of METRICS."""

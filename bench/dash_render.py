@@ -1,0 +1,134 @@
+"""Dashboard scale: R curves × P points (default 1,000 × 1,000) in a real Chromium, side by side.
+
+1. Logs the curves into a fresh SQLite MLflow store and reads them back (storage's fast path).
+2. The curves view two ways, each written as a self-contained HTML page and
+   timed in headless Chromium from navigation until Plotly has drawn:
+   smslab's (one WebGL trace per model size, each curve thinned to at most
+   200 points, keeping first, last and minimum) against the naive figure
+   (one SVG trace per run with every point). Prints both and the ratio.
+3. ``smslab dash`` on the store: time from opening the page until every view
+   has drawn (chinchilla fitted by the app on the runs' final points).
+
+Needs /usr/bin/chromium (``.ci/browser-up.sh``).
+Run: .venv/bin/python bench/dash_render.py [--runs 1000] [--points 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+
+from dashboards.figures import curves_figure  # noqa: E402
+from dashboards.views import VIEW_NAMES  # noqa: E402
+from storage.tracking import RunRecord, Tracker, default_tracking_uri  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+DRAWN = "window.__drawn = performance.now();"
+
+
+def write_store(uri: str, runs: int, points: int) -> None:
+    tracker = Tracker(uri)
+    rng = np.random.default_rng(0)
+    sizes = np.geomspace(1e6, 1e9, 10)
+    for r in range(runs):
+        n, u = float(sizes[r % 10]), float(1e8 * 2 ** (r // 10 % 5))
+        d = np.geomspace(1e6, 8 * u, points)
+        loss = 1.8 + 400 / n**0.34 + 400 / d**0.28 + 0.01 * rng.standard_normal(points)
+        run = tracker.open_run(RunRecord(f"run{r:05d}", "scale", {"N": n, "U_D": u}))
+        tracker.log_points(run, [{"D": float(x), "val_loss": float(y)} for x, y in zip(d, loss, strict=True)])
+        tracker.set_status(run, "finished")
+
+
+def naive_figure(points) -> go.Figure:  # type: ignore[no-untyped-def]
+    fig = go.Figure()
+    for run_id, run in points.groupby("run_id", sort=False):
+        fig.add_trace(go.Scatter(x=run["D"], y=run["loss"], mode="lines+markers", name=str(run_id)))
+    fig.update_layout(xaxis={"type": "log"}, yaxis={"type": "log"}, height=520)
+    return fig
+
+
+def render_ms(browser, fig: go.Figure, folder: Path, name: str) -> float:  # type: ignore[no-untyped-def]
+    path = folder / f"{name}.html"
+    path.write_text(fig.to_html(include_plotlyjs=True, full_html=True, post_script=DRAWN))
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(path.as_uri())
+    page.wait_for_function("window.__drawn !== undefined", timeout=600_000)
+    drawn = float(page.evaluate("window.__drawn"))
+    page.close()
+    return drawn
+
+
+def app_render_s(browser, uri: str) -> float:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "smslab", "dash", "--tracking-uri", uri, "--campaign", "scale",
+                             "--port", str(port), "--laws", "chinchilla", "--refresh-s", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        page.goto(url)
+        check = """names => names.every(n => { const p = document.querySelector(`#fig-${n} .js-plotly-plot`);
+                   return p && p.data && (p.data.length > 0 || (p.layout.annotations || []).length > 0); })"""
+        page.wait_for_function(check, arg=list(VIEW_NAMES), timeout=900_000)
+        return time.perf_counter() - started
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=1000)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        uri = default_tracking_uri(folder)
+        started = time.perf_counter()
+        write_store(uri, args.runs, args.points)
+        print(f"logged {args.runs} runs x {args.points} points in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        points = Tracker(uri).read_points("scale")
+        print(f"read back {len(points):,} points in {time.perf_counter() - started:.2f} s")
+        started = time.perf_counter()
+        ours = curves_figure(points, [])
+        build_s = time.perf_counter() - started
+        shown = sum(int(np.isfinite(np.asarray(t.y, dtype=float)).sum()) for t in ours.data)
+        print(f"smslab curves figure built in {build_s:.2f} s: {len(ours.data)} WebGL traces, {shown:,} points drawn")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            ours_ms = render_ms(browser, ours, folder, "ours")
+            naive_ms = render_ms(browser, naive_figure(points), folder, "naive")
+            print(f"render in Chromium, naive (1 SVG trace per run, every point): {naive_ms / 1000:8.2f} s")
+            print(f"render in Chromium, smslab (WebGL per size, thinned)       : {ours_ms / 1000:8.2f} s")
+            print(f"speed ratio: {naive_ms / ours_ms:.1f}x")
+            print(f"smslab dash, time to first full render of all {len(VIEW_NAMES)} views: "
+                  f"{app_render_s(browser, uri):.1f} s (includes reading the store and fitting chinchilla)")
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()

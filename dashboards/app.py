@@ -1,0 +1,158 @@
+"""``smslab dash``: the interactive app (Dash) over a tracking store.
+
+Pick the campaign, the laws and the split; every view redraws; new runs
+appear as they land (the store is read again every ``refresh_s`` seconds).
+The planner panel answers with the same numbers as ``smslab plan``. A view
+that cannot draw says why in its place; the rest of the page keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+
+from dashboards import figures
+from dashboards.data import LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fits_for, load_view
+from dashboards.views import VIEW_NAMES, ViewSettings, build_views, chosen_fit, planner_answer, planning_inputs
+
+TITLES = {
+    "progress": "Campaign progress", "comparison": "Law comparison (Table 3)", "curves": "Curves and laws (Fig. 4-5)",
+    "residuals": "Residuals (Fig. 6)", "iso_flop": "Iso-FLOP curves", "frontier": "Compute-optimal frontier",
+    "overfitting": "Overfitting onset",
+}
+
+
+class ViewSource:
+    """Campaign views read from the store at most every ``refresh_s`` seconds."""
+
+    def __init__(self, tracking_uri: str, refresh_s: float) -> None:
+        self.tracking_uri = tracking_uri
+        self.refresh_s = refresh_s
+        self.cache = FitCache()
+        self._views: dict[str, tuple[float, CampaignView]] = {}
+        self._lock = threading.Lock()
+
+    def view(self, campaign: str) -> CampaignView:
+        with self._lock:
+            hit = self._views.get(campaign)
+            if hit is not None and time.monotonic() - hit[0] < self.refresh_s:
+                return hit[1]
+        view = load_view(self.tracking_uri, campaign)
+        with self._lock:
+            self._views[campaign] = (time.monotonic(), view)
+        return view
+
+
+def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float = 10.0,
+               laws: tuple[str, ...] = LAWS) -> Dash:
+    source = ViewSource(tracking_uri, refresh_s)
+    app = Dash(__name__, title="smslab", serve_locally=True)
+    try:
+        options = campaigns(tracking_uri)
+        store_message = ""
+    except DataUnavailable as exc:
+        options, store_message = [], str(exc)
+    initial = campaign if campaign is not None else (options[0] if options else None)
+    controls = html.Div([
+        html.Label("campaign"), dcc.Dropdown(id="campaign", options=options, value=initial, clearable=False),
+        html.Label("laws"), dcc.Dropdown(id="laws", options=list(LAWS), value=list(laws), multi=True),
+        html.Label("split"),
+        dcc.RadioItems(id="split", value="all", inline=True, options=[
+            {"label": "fit all sizes", "value": "all"},
+            {"label": "hold out the largest sizes (Table 3)", "value": "held-out"}]),
+        html.Label("law for planning"),
+        dcc.RadioItems(id="plan-law", value="", inline=True,
+                       options=[{"label": "the campaign's choice", "value": ""}] + [{"label": x, "value": x} for x in LAWS]),
+    ], style={"display": "grid", "gridTemplateColumns": "140px 1fr", "gap": "6px", "maxWidth": "900px"})
+    planner = html.Div([
+        html.H3("Planner"),
+        html.Label("FLOPs C "), dcc.Input(id="plan-flops", type="number", debounce=True),
+        html.Label(" unique tokens U_D "), dcc.Input(id="plan-unique", type="number", debounce=True),
+        html.Button("plan", id="plan-go", n_clicks=0),
+        html.Pre(id="plan-answer", style={"whiteSpace": "pre-wrap"}),
+    ], id="planner")
+    app.layout = html.Div([
+        html.H2("smslab: scaling laws of symbolic music"),
+        html.Div(store_message, id="store-message", style={"color": "#b00"}),
+        controls, planner,
+        dcc.Interval(id="refresh", interval=int(refresh_s * 1000), n_intervals=0),
+        dcc.Store(id="data-version"),
+        *[html.Div([html.H3(TITLES[name]), dcc.Graph(id=f"fig-{name}", config={"displaylogo": False})])
+          for name in VIEW_NAMES],
+    ], style={"fontFamily": "sans-serif", "margin": "16px"})
+
+    @app.callback(Output("data-version", "data"), [Input("refresh", "n_intervals"), Input("campaign", "value")],
+                  State("data-version", "data"))
+    def data_version(_tick, campaign_name, current):  # type: ignore[no-untyped-def]
+        # The views redraw only when the campaign's data changed: a redraw that takes longer than the
+        # refresh interval would otherwise be superseded by the next one forever.
+        try:
+            view = source.view(campaign_name) if campaign_name else None
+        except DataUnavailable as exc:
+            version = f"unavailable: {exc}"
+        else:
+            version = "none" if view is None else f"{campaign_name}:{len(view.points)}:{sorted(view.statuses.items())}:{len(view.rounds)}"
+        return no_update if version == current else version
+
+    @app.callback([Output(f"fig-{name}", "figure") for name in VIEW_NAMES] + [Output("store-message", "children")],
+                  [Input("campaign", "value"), Input("laws", "value"), Input("split", "value"),
+                   Input("plan-law", "value"), Input("data-version", "data")])
+    def redraw(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
+        if not campaign_name:
+            blank = figures.message_figure(store_message or "no campaign in this tracking store yet")
+            return [blank] * len(VIEW_NAMES) + [store_message]
+        try:
+            view = source.view(campaign_name)
+        except DataUnavailable as exc:
+            return [figures.message_figure(str(exc))] * len(VIEW_NAMES) + [str(exc)]
+        settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
+        built = build_views(view, settings, source.cache)
+        return [built[name] for name in VIEW_NAMES] + [""]
+
+    @app.callback([Output("plan-flops", "value"), Output("plan-unique", "value")], Input("campaign", "value"))
+    def planner_defaults(campaign_name):  # type: ignore[no-untyped-def]
+        try:
+            flops, unique = planning_inputs(source.view(campaign_name))
+        except (DataUnavailable, figures.FigureInputError, TypeError, KeyError):
+            return None, None
+        return flops, unique
+
+    @app.callback(Output("plan-answer", "children"), Input("plan-go", "n_clicks"),
+                  [State("campaign", "value"), State("plan-flops", "value"), State("plan-unique", "value"),
+                   State("laws", "value"), State("split", "value"), State("plan-law", "value")])
+    def plan(n_clicks, campaign_name, flops, unique, laws, split, plan_law):  # type: ignore[no-untyped-def]
+        if not n_clicks:
+            return "Give a FLOP budget (and unique tokens), then press plan."
+        try:
+            if flops is None or not math.isfinite(float(flops)) or float(flops) <= 0:
+                return "FLOPs C must be a positive number."
+            view = source.view(campaign_name)
+            fits, _ = fits_for(view, tuple(laws or LAWS), split or "all", source.cache)
+            fit = chosen_fit(view, fits, plan_law or None)
+            answer = planner_answer(fit, float(flops), float(unique) if unique else None)
+        except Exception as exc:  # noqa: BLE001  any bad input is shown in the panel, never a stack trace
+            return f"cannot plan: {exc}"
+        return format_plan(fit.law, answer)
+
+    return app
+
+
+def format_plan(law: str, plan) -> str:  # type: ignore[no-untyped-def]
+    interval = plan.interval or {}
+
+    def span(key: str) -> str:
+        return f"   [{interval[key][0]:.4g}, {interval[key][1]:.4g}]" if key in interval else ""
+
+    lines = [f"law {law}, C = {plan.flops:.4g} FLOPs"
+             + (f", U_D = {plan.unique_tokens:.4g}" if plan.unique_tokens else ", unlimited unique data"),
+             f"N*      = {plan.n_opt:.4g} parameters{span('n_opt')}",
+             f"D*      = {plan.d_opt:.4g} tokens{span('d_opt')}"]
+    if plan.epochs is not None:
+        lines.append(f"epochs* = {plan.epochs:.4g}{span('epochs')}")
+    lines.append(f"loss    = {plan.loss:.4g}{span('loss')}")
+    if plan.level:
+        lines.append(f"({plan.level:.0%} bootstrap intervals)")
+    return "\n".join(lines)

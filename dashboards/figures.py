@@ -1,0 +1,278 @@
+"""Figure builders: the loss-point table and fit results in, a plotly Figure out (pure, no I/O).
+
+- ``curves_figure``: validation loss against tokens for each (N, U_D), with
+  every law's prediction over it (MuPT Figures 4–5); held-out sizes dashed.
+- ``residuals_figure``: log L̂ − log L against tokens, per law (Figure 6).
+- ``comparison_figure``: train/test/leave-one-size-out R² and Huber (Table 3).
+- ``iso_flop_figure``: loss against N at fixed C, with each curve's minimum.
+- ``frontier_figure``: N*(C), D*(C) and epochs*(C) with bootstrap bands.
+- ``overfitting_figure``: the epoch count where the loss turns up, over N and U_D.
+- ``progress_figure``: runs by state, and N*'s interval width by round.
+
+Curves use WebGL traces (``Scattergl``) and are thinned to at most
+``MAX_POINTS_PER_CURVE`` points each (keeping the first, last and minimum),
+so a thousand curves of a thousand points stay responsive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from lawfit.laws.base import get_law
+from lawfit.planning import FLOPS_PER_PARAM_TOKEN, plan_compute_optimal, plan_tokens
+from lawfit.result import FitResult
+
+MAX_POINTS_PER_CURVE = 200
+LAW_DASH = {"chinchilla": "dot", "data_constrained": "dash", "dprime": "dashdot", "nd": "longdash", "sms": "solid"}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+class FigureInputError(ValueError):
+    """The data cannot make this figure; the message says why (shown where the figure would be)."""
+
+
+def message_figure(text: str) -> go.Figure:
+    """A blank figure that says ``text`` where the plot would be."""
+    fig = go.Figure()
+    fig.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font={"size": 15})
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, template="plotly_white", height=360)
+    return fig
+
+
+def thin(frame: pd.DataFrame, limit: int = MAX_POINTS_PER_CURVE) -> pd.DataFrame:
+    """At most ``limit`` rows of one curve (sorted by D), evenly spaced in log D, keeping first, last and minimum."""
+    if len(frame) <= limit:
+        return frame
+    log_d = np.log(frame["D"].to_numpy(dtype=float))
+    targets = np.linspace(log_d[0], log_d[-1], limit)
+    keep = set(np.searchsorted(log_d, targets).clip(0, len(frame) - 1).tolist())
+    keep |= {0, len(frame) - 1, int(np.argmin(frame["loss"].to_numpy()))}
+    return frame.iloc[sorted(keep)]
+
+
+def _check_points(points: pd.DataFrame) -> None:
+    if points.empty:
+        raise FigureInputError("no loss points yet: the campaign has no finished evaluations")
+
+
+def _groups(points: pd.DataFrame) -> list[tuple[tuple[float, float], pd.DataFrame]]:
+    return [(key, group) for key, group in points.groupby(["N", "U_D"], sort=True)]
+
+
+def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None,
+                  max_curves: int | None = None) -> go.Figure:
+    """Validation loss against D per run, each (N, U_D) in its colour; each law's prediction over its runs."""
+    _check_points(points)
+    fig = go.Figure()
+    sizes = sorted(points["N"].unique())
+    colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sizes)}
+    runs = list(points.groupby("run_id", sort=False))
+    if max_curves is not None:
+        runs = runs[:max_curves]
+    legend_seen: set[str] = set()
+    # One WebGL trace per model size, its runs separated by gaps: a thousand curves stay a handful of traces.
+    by_size: dict[float, list[pd.DataFrame]] = {}
+    for run_id, run in runs:
+        thinned = thin(run.sort_values("D")).assign(run_id=run_id)
+        by_size.setdefault(float(run["N"].iloc[0]), []).append(thinned)
+    for n, parts in sorted(by_size.items()):
+        held_out = train_max_n is not None and n > train_max_n
+        name = f"N={n:.3g}" + (" (held out)" if held_out else "")
+        gap = pd.DataFrame({"D": [np.nan], "loss": [np.nan], "U_D": [np.nan], "run_id": [""]})
+        joined = pd.concat([frame for part in parts for frame in (part[["D", "loss", "U_D", "run_id"]], gap)],
+                           ignore_index=True)
+        fig.add_trace(go.Scattergl(
+            x=joined["D"], y=joined["loss"], mode="lines+markers", name=name, legendgroup=name,
+            marker={"size": 4, "color": colour[n], "symbol": "x" if held_out else "circle"},
+            line={"color": colour[n], "width": 1}, opacity=0.75, connectgaps=False,
+            customdata=np.stack([joined["run_id"].to_numpy(), joined["U_D"].to_numpy()], axis=1),
+            hovertemplate=f"N={n:.4g}, U_D=%{{customdata[1]:.4g}}<br>run %{{customdata[0]}}<br>D=%{{x:.4g}}<br>"
+                          "loss=%{y:.4f}<extra></extra>",
+        ))
+        legend_seen.add(name)
+    for fit in fits:
+        law = get_law(fit.law)
+        for (n, u), group in _groups(points):
+            d = np.geomspace(max(group["D"].min(), 1.0), group["D"].max(), 60)
+            predicted = law.predict(fit.params, np.full_like(d, n), d, np.full_like(d, u))
+            label = f"{fit.law} law"
+            fig.add_trace(go.Scattergl(
+                x=d, y=predicted, mode="lines", name=label, legendgroup=label, showlegend=label not in legend_seen,
+                line={"color": colour[n], "dash": LAW_DASH.get(fit.law, "solid"), "width": 2},
+                hovertemplate=f"{fit.law}: N={n:.3g}, U_D={u:.3g}<br>D=%{{x:.4g}}<br>L̂=%{{y:.4f}}<extra></extra>",
+            ))
+            legend_seen.add(label)
+    fig.update_layout(title="Validation loss against tokens seen, with each law's prediction (MuPT Fig. 4-5)",
+                      xaxis={"title": "tokens seen D", "type": "log"}, yaxis={"title": "validation loss", "type": "log"},
+                      template="plotly_white", height=520, legend={"itemsizing": "constant"})
+    return fig
+
+
+def _predictions(fit: FitResult, points: pd.DataFrame) -> np.ndarray:
+    law = get_law(fit.law)
+    return law.predict(fit.params, points["N"].to_numpy(float), points["D"].to_numpy(float), points["U_D"].to_numpy(float))
+
+
+def residuals_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None) -> go.Figure:
+    """log L̂ − log L against D for every point, one panel per law (MuPT Fig. 6)."""
+    _check_points(points)
+    if not fits:
+        raise FigureInputError("no fitted law to take residuals of")
+    fig = make_subplots(rows=len(fits), cols=1, shared_xaxes=True, subplot_titles=[f"{f.law}" for f in fits],
+                        vertical_spacing=0.06)
+    for row, fit in enumerate(fits, start=1):
+        residual = np.log(_predictions(fit, points)) - np.log(points["loss"].to_numpy(float))
+        held = points["N"].to_numpy(float) > train_max_n if train_max_n is not None else np.zeros(len(points), bool)
+        for mask, label, symbol in ((~held, "train sizes", "circle"), (held, "held-out sizes", "x")):
+            if not mask.any():
+                continue
+            fig.add_trace(go.Scattergl(
+                x=points["D"][mask], y=residual[mask], mode="markers", name=label, legendgroup=label,
+                showlegend=row == 1, marker={"size": 5, "symbol": symbol, "color": np.log10(points["N"][mask]),
+                                             "colorscale": "Viridis"},
+                hovertemplate="D=%{x:.4g}<br>log L̂ − log L=%{y:.4f}<extra></extra>",
+            ), row=row, col=1)
+        fig.add_hline(y=0, line={"color": "#888", "width": 1}, row=row, col=1)
+        fig.update_yaxes(title_text="log L̂ − log L", row=row, col=1)
+    fig.update_xaxes(type="log", title_text="tokens seen D", row=len(fits), col=1)
+    fig.update_layout(title="Residuals of each law (MuPT Fig. 6)", template="plotly_white", height=220 * len(fits) + 120)
+    return fig
+
+
+def comparison_figure(fits: Sequence[FitResult]) -> go.Figure:
+    """MuPT Table 3: R² and Huber on train, held-out sizes and leave-one-size-out, per law."""
+    if not fits:
+        raise FigureInputError("no fitted laws to compare")
+
+    def cell(metrics, attr: str, fmt: str) -> str:  # type: ignore[no-untyped-def]
+        if metrics is None:
+            return "-"
+        value = getattr(metrics, attr)
+        return "-" if value != value else format(value, fmt)
+
+    header = ["law", "R² train", "Huber train", "R² test", "Huber test", "R² LOSO", "Huber LOSO", "procedure"]
+    rows = []
+    for fit in fits:
+        law = get_law(fit.law)
+        train, test, loso = fit.metrics.get("train"), fit.metrics.get("test"), fit.leave_one_size_out
+        rows.append([f"{fit.law} ({law.equation})", cell(train, "r2", ".4f"), cell(train, "huber", ".4g"),
+                     cell(test, "r2", ".4f"), cell(test, "huber", ".4g"), cell(loso, "r2", ".4f"),
+                     cell(loso, "huber", ".4g"), fit.procedure])
+    columns = list(map(list, zip(*rows, strict=True)))
+    fig = go.Figure(go.Table(header={"values": header, "fill_color": "#e8eef7", "align": "left"},
+                             cells={"values": columns, "align": "left"}))
+    fig.update_layout(title="Law comparison (MuPT Table 3)", height=120 + 32 * len(fits), margin={"t": 50, "b": 10})
+    return fig
+
+
+def iso_flop_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: float | None,
+                    n_range: tuple[float, float] | None = None) -> go.Figure:
+    """Loss against N at fixed C = 6·N·D for each budget, with its minimum marked."""
+    law = get_law(fit.law)
+    fig = go.Figure()
+    for i, flops in enumerate(sorted(budgets)):
+        c6 = flops / FLOPS_PER_PARAM_TOKEN
+        plan = plan_compute_optimal(fit.with_bootstrap(None) if fit.bootstrap else fit, flops, unique_tokens)  # type: ignore[arg-type]
+        # Two decades either side of the minimum: far from it the loss runs off and flattens the plot.
+        lo, hi = n_range or (max(1e3, plan.n_opt / 100), min(c6 / 1e3, plan.n_opt * 100))
+        n = np.geomspace(lo, hi, 240)
+        d = c6 / n
+        u = np.full_like(n, unique_tokens) if unique_tokens else d
+        with np.errstate(all="ignore"):
+            loss = law.predict(fit.params, n, d, u)
+        colour = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=n, y=loss, mode="lines", name=f"C={flops:.2g}", line={"color": colour},
+                                 hovertemplate="N=%{x:.4g}<br>L̂=%{y:.4f}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[plan.n_opt], y=[plan.loss], mode="markers", showlegend=False,
+                                 marker={"color": colour, "size": 10, "symbol": "star"},
+                                 hovertemplate=f"C={flops:.3g}: N*=%{{x:.4g}}, L=%{{y:.4f}}<extra></extra>"))
+    data = "unlimited unique data" if not unique_tokens else f"U_D = {unique_tokens:.3g} unique tokens"
+    fig.update_layout(title=f"Iso-FLOP curves of the {fit.law} law ({data}); stars: the minima",
+                      xaxis={"title": "parameters N", "type": "log"}, yaxis={"title": "predicted loss", "type": "log"},
+                      template="plotly_white", height=460)
+    return fig
+
+
+def frontier_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: float | None) -> go.Figure:
+    """N*(C), D*(C) and epochs*(C), with the bootstrap band where the fit has draws."""
+    budgets = sorted(budgets)
+    rows = [plan_compute_optimal(fit, c, unique_tokens) for c in budgets]
+    panels = ["N*", "D*", "epochs*"] if unique_tokens else ["N*", "D*"]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.08)
+    keys = {"N*": ("n_opt", lambda p: p.n_opt), "D*": ("d_opt", lambda p: p.d_opt),
+            "epochs*": ("epochs", lambda p: p.epochs)}
+    for col, panel in enumerate(panels, start=1):
+        key, value = keys[panel]
+        y = [value(p) for p in rows]
+        if all(p.interval and key in p.interval for p in rows):
+            lo = [p.interval[key][0] for p in rows]
+            hi = [p.interval[key][1] for p in rows]
+            level = rows[0].level or 0
+            fig.add_trace(go.Scatter(x=budgets + budgets[::-1], y=hi + lo[::-1], fill="toself", mode="lines",
+                                     line={"width": 0}, fillcolor="rgba(31,119,180,0.2)", hoverinfo="skip",
+                                     name=f"{level:.0%} bootstrap band", showlegend=col == 1), row=1, col=col)
+        fig.add_trace(go.Scatter(x=budgets, y=y, mode="lines+markers", name=panel, line={"color": PALETTE[0]},
+                                 showlegend=False, hovertemplate="C=%{x:.3g}<br>" + panel + "=%{y:.4g}<extra></extra>"),
+                      row=1, col=col)
+        fig.update_xaxes(type="log", title_text="FLOPs C", row=1, col=col)
+        fig.update_yaxes(type="log", row=1, col=col)
+    data = "unlimited unique data" if not unique_tokens else f"U_D = {unique_tokens:.3g}"
+    fig.update_layout(title=f"Compute-optimal frontier of the {fit.law} law ({data})", template="plotly_white", height=420)
+    return fig
+
+
+def overfitting_figure(fit: FitResult, n_values: Sequence[float], unique_values: Sequence[float],
+                       max_epochs: float = 100.0) -> go.Figure:
+    """The epoch count at which the law's loss is lowest (where it turns up) for each N and U_D."""
+    n_values, unique_values = sorted(n_values), sorted(unique_values)
+    plain = fit.with_bootstrap(None) if fit.bootstrap else fit  # type: ignore[arg-type]
+    epochs = np.full((len(unique_values), len(n_values)), np.nan)
+    for i, u in enumerate(unique_values):
+        for j, n in enumerate(n_values):
+            plan = plan_tokens(plain, n, u, max_epochs)
+            epochs[i, j] = plan.epochs_best if plan.overfits else np.nan
+    if np.all(np.isnan(epochs)):
+        raise FigureInputError(f"the {fit.law} law does not turn up within {max_epochs:g} epochs anywhere here "
+                               "(it has no overfitting term, or the data does not show one)")
+    fig = go.Figure(go.Heatmap(
+        x=list(n_values), y=list(unique_values), z=epochs, colorscale="Viridis", colorbar={"title": "epochs"},
+        hovertemplate="N=%{x:.3g}<br>U_D=%{y:.3g}<br>loss turns up after %{z:.3g} epochs<extra></extra>",
+    ))
+    fig.update_layout(title=f"Overfitting onset of the {fit.law} law: epochs where the loss turns up (blank: not within {max_epochs:g})",
+                      xaxis={"title": "parameters N", "type": "log"}, yaxis={"title": "unique tokens U_D", "type": "log"},
+                      template="plotly_white", height=460)
+    return fig
+
+
+def progress_figure(statuses: Mapping[str, str], rounds: Sequence[Mapping[str, float]]) -> go.Figure:
+    """Runs by state, and the upper/lower ratio of N*'s interval by round."""
+    if not statuses and not rounds:
+        raise FigureInputError("no runs recorded for this campaign yet")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["runs by state", "N* interval (upper/lower) by round"])
+    counts = pd.Series(list(statuses.values()), dtype=str).value_counts()
+    fig.add_trace(go.Bar(x=list(counts.index), y=list(counts.values), marker={"color": PALETTE[0]}, showlegend=False),
+                  row=1, col=1)
+    if rounds:
+        fig.add_trace(go.Scatter(x=[r["round"] for r in rounds], y=[r["ratio"] for r in rounds], mode="lines+markers",
+                                 showlegend=False, hovertemplate="round %{x}: %{y:.3g}<extra></extra>"), row=1, col=2)
+    fig.update_xaxes(title_text="round", dtick=1, row=1, col=2)
+    fig.update_layout(title="Campaign progress", template="plotly_white", height=380)
+    return fig
+
+
+def default_budgets(points: pd.DataFrame, around: float | None = None, count: int = 5) -> list[float]:
+    """FLOP budgets spanning the campaign's runs (6·N·D at their ends), or decades around ``around``."""
+    if around is not None:
+        return [around * 10.0**k for k in np.linspace(-2, 2, count)]
+    ends = points.groupby("run_id").agg(N=("N", "first"), D=("D", "max"))
+    flops = FLOPS_PER_PARAM_TOKEN * ends["N"] * ends["D"]
+    lo, hi = float(flops.min()), float(flops.max())
+    if not (math.isfinite(lo) and lo > 0):
+        raise FigureInputError("no run has trained any tokens yet")
+    return list(np.geomspace(lo, max(hi, lo * 10), count))

@@ -1,0 +1,45 @@
+"""``smslab report``: every view of a campaign in one self-contained HTML file (plotly.js inlined once)."""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dashboards.app import TITLES
+from dashboards.data import FitCache, load_view
+from dashboards.views import VIEW_NAMES, ViewSettings, build_views
+
+
+def write_report(tracking_uri: str, campaign: str, out: str | Path, settings: ViewSettings | None = None) -> Path:
+    view = load_view(tracking_uri, campaign)
+    built = build_views(view, settings or ViewSettings(), FitCache())
+    parts = []
+    for i, name in enumerate(VIEW_NAMES):
+        # The first figure carries plotly.js itself, so the file opens with no network.
+        body = built[name].to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}")
+        parts.append(f"<section><h2>{html.escape(TITLES[name])}</h2>\n{body}\n</section>")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    finished = sum(1 for s in view.statuses.values() if s == "finished")
+    page = (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>smslab report: {html.escape(campaign)}</title>"
+        "<style>body{font-family:sans-serif;margin:24px;max-width:1200px}</style></head><body>"
+        f"<h1>Campaign {html.escape(campaign)}</h1>"
+        f"<p>{len(view.statuses)} runs ({finished} finished), {len(view.points):,} loss points; "
+        f"tracking store {html.escape(tracking_uri)}; written {stamp}.</p>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(page)
+        os.chmod(tmp, 0o644)  # a report is for sharing (mkstemp makes it private)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,123 @@
+"""Every view of a campaign, built from a CampaignView: shared by the app and the HTML report.
+
+Each builder that cannot draw (no points, one model size, a fit that failed)
+gives a figure that says why, so the rest of the page keeps working.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboards import figures
+from dashboards.data import LAWS, CampaignView, FitCache, fits_for
+from lawfit.planning import ComputeOptimalPlan, plan_compute_optimal
+from lawfit.result import FitResult
+
+VIEW_NAMES = ("progress", "comparison", "curves", "residuals", "iso_flop", "frontier", "overfitting")
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    laws: tuple[str, ...] = LAWS
+    split: str = "all"  # "all" sizes (as campaigns fit) or "held-out" (the largest sizes held out, MuPT Table 3)
+    plan_law: str | None = None  # the law of the iso-FLOP, frontier and overfitting views; None: the campaign's choice
+
+
+def guarded(build: Callable[[], go.Figure]) -> go.Figure:
+    try:
+        return build()
+    except (figures.FigureInputError, ValueError, ArithmeticError) as exc:
+        return figures.message_figure(str(exc))
+    except Exception as exc:  # noqa: BLE001  a failed fit or store error: say so in place, keep the page working
+        return figures.message_figure(f"this view failed: {type(exc).__name__}: {exc}")
+
+
+def chosen_fit(view: CampaignView, fits: Sequence[FitResult], plan_law: str | None) -> FitResult:
+    """The law to plan with: the one asked for, else the campaign's bootstrapped choice, else the best by LOSO."""
+    if not fits:
+        raise figures.FigureInputError("no fit: the campaign needs finished runs of at least two model sizes")
+    by_law = {f.law: f for f in fits}
+    if plan_law is not None:
+        if plan_law in view.recorded_fits and view.recorded_fits[plan_law].bootstrap is not None:
+            return view.recorded_fits[plan_law]
+        if plan_law in by_law:
+            return by_law[plan_law]
+    for fit in view.recorded_fits.values():
+        if fit.bootstrap is not None:
+            return fit
+
+    def score(fit: FitResult) -> float:
+        m = fit.leave_one_size_out or fit.metrics.get("train")
+        return m.huber_mean if m is not None else math.inf
+
+    return min(fits, key=score)
+
+
+def planning_inputs(view: CampaignView) -> tuple[float, float | None]:
+    """The recorded plan's budget and unique tokens, else the campaign's largest run budget and U_D."""
+    if view.recorded_plan is not None:
+        unique = view.recorded_plan.get("unique_tokens")
+        return float(view.recorded_plan["flops"]), float(unique) if unique else None  # type: ignore[arg-type]
+    if view.points.empty:
+        raise figures.FigureInputError("no loss points yet")
+    budgets = figures.default_budgets(view.points)
+    return budgets[-1], float(view.points["U_D"].max())
+
+
+def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache) -> dict[str, go.Figure]:
+    state: dict[str, object] = {}
+
+    errors: dict[str, str] = {}
+
+    def fits() -> tuple[list[FitResult], float | None]:
+        if "fits" not in state:
+            state["fits"] = fits_for(view, settings.laws, settings.split, cache, errors)
+        return state["fits"]  # type: ignore[return-value]
+
+    def comparison() -> go.Figure:
+        fig = figures.comparison_figure(fits()[0])
+        if errors:
+            notes = "; ".join(f"{law}: {reason}" for law, reason in errors.items())
+            fig.add_annotation(text=f"not fitted: {notes}", x=0, y=-0.02, xref="paper", yref="paper",
+                               showarrow=False, xanchor="left", yanchor="top", font={"color": "#b00"})
+            fig.update_layout(height=fig.layout.height + 40, margin={"b": 50})
+        return fig
+
+    def plan_fit() -> FitResult:
+        return chosen_fit(view, fits()[0], settings.plan_law)
+
+    def budgets() -> list[float]:
+        flops, _ = planning_inputs(view)
+        return figures.default_budgets(view.points, around=flops)
+
+    def unique() -> float | None:
+        return planning_inputs(view)[1]
+
+    def overfitting() -> go.Figure:
+        sizes = sorted(view.points["N"].unique()) if not view.points.empty else []
+        if not sizes:
+            raise figures.FigureInputError("no loss points yet")
+        n_values = np.geomspace(sizes[0] / 3, sizes[-1] * 3, 24)
+        u_values = np.geomspace(view.points["U_D"].min() / 3, view.points["U_D"].max() * 3, 20)
+        return figures.overfitting_figure(plan_fit(), n_values, u_values)
+
+    builders: dict[str, Callable[[], go.Figure]] = {
+        "progress": lambda: figures.progress_figure(view.statuses, view.rounds),
+        "comparison": comparison,
+        "curves": lambda: figures.curves_figure(view.points, fits()[0], fits()[1]),
+        "residuals": lambda: figures.residuals_figure(view.final_points, fits()[0], fits()[1]),
+        "iso_flop": lambda: figures.iso_flop_figure(plan_fit(), budgets(), unique()),
+        "frontier": lambda: figures.frontier_figure(plan_fit(), budgets(), unique()),
+        "overfitting": overfitting,
+    }
+    return {name: guarded(builders[name]) for name in VIEW_NAMES}
+
+
+def planner_answer(fit: FitResult, flops: float, unique_tokens: float | None) -> ComputeOptimalPlan:
+    """The same numbers as ``smslab plan --fit FIT --flops C --unique-tokens U``."""
+    return plan_compute_optimal(fit, flops, unique_tokens)

@@ -1,0 +1,161 @@
+"""`smslab dash` in a real headless Chromium (Debian's package, driven by Playwright).
+
+The app starts, every view draws with data, the planner answers what
+`smslab plan` answers, an unreachable store shows a message in place; the
+time to the first full render is printed, and screenshots are kept in
+``artifacts/dashboards/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from dashboards.data import as_loss_points, load_view
+from dashboards.views import VIEW_NAMES
+from lawfit.fit import FitOptions, fit_law
+from lawfit.scoring import default_train_max_n
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboards"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def require_chromium() -> None:
+    if not Path(CHROMIUM).is_file():
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests: /usr/bin/chromium is missing (did .ci/browser-up.sh run?)")
+        pytest.skip("no Chromium here (apt-get install chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_dash(uri: str, campaign: str, laws: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "smslab", "dash", "--tracking-uri", uri, "--campaign", campaign,
+                             "--port", str(port), "--laws", laws, "--refresh-s", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return proc, url
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"smslab dash did not start: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}")
+        time.sleep(0.3)
+
+
+def figure_state(page, name: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return page.evaluate(
+        """name => {
+            const plot = document.querySelector(`#fig-${name} .js-plotly-plot`);
+            if (!plot || !plot.data) return {drawn: false};
+            const notes = (plot.layout.annotations || []).map(a => a.text);
+            return {drawn: true, traces: plot.data.length, notes: notes};
+        }""", name)
+
+
+def wait_until_drawn(page, names, timeout_s: float) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    deadline = time.time() + timeout_s
+    while True:
+        states = {name: figure_state(page, name) for name in names}
+        if all(s["drawn"] and (s["traces"] or s["notes"]) for s in states.values()):
+            return states
+        assert time.time() < deadline, f"not drawn in {timeout_s} s: {states}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.slow
+def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, synthetic_store, tmp_path: Path):
+    uri, campaign = synthetic_store
+    proc, url = start_dash(uri, campaign, "chinchilla,sms")
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        started = time.perf_counter()
+        page.goto(url)
+        states = wait_until_drawn(page, VIEW_NAMES, 300)
+        render_s = time.perf_counter() - started
+        print(f"\ntime to first full render ({len(VIEW_NAMES)} views, fits made by the app): {render_s:.1f} s")
+        for name in VIEW_NAMES:
+            assert states[name]["traces"], f"{name} drew no data: {states[name]['notes']}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dash-synthetic.png"), full_page=True)
+
+        # The planner, against the CLI with the same fit (the app's choice: the lowest leave-one-size-out
+        # Huber among the laws fitted on all sizes — here it is given explicitly as sms).
+        page.check("#plan-law input[value='sms']")
+        page.fill("#plan-flops", "1e20")
+        page.fill("#plan-unique", "2e8")
+        page.click("#plan-go")
+        page.wait_for_function("document.querySelector('#plan-answer').innerText.includes('N*')", timeout=120_000)
+        answer = page.inner_text("#plan-answer")
+        view = load_view(uri, campaign)
+        points = as_loss_points(view.final_points, f"campaign {campaign}")
+        fit = fit_law(points, "sms", FitOptions())
+        fit.write(tmp_path / "sms.json")
+        cli = subprocess.run([sys.executable, "-m", "smslab", "plan", "--fit", str(tmp_path / "sms.json"),
+                              "--flops", "1e20", "--unique-tokens", "2e8", "--json"],
+                             capture_output=True, text=True, check=True)
+        plan = json.loads(cli.stdout)
+        shown = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=\s*([0-9.e+-]+)", answer, re.M))
+        assert float(shown["N*"]) == pytest.approx(plan["n_opt"], rel=1e-3)
+        assert float(shown["D*"]) == pytest.approx(plan["d_opt"], rel=1e-3)
+        assert float(shown["epochs*"]) == pytest.approx(plan["epochs"], rel=1e-3)
+        assert float(shown["loss"]) == pytest.approx(plan["loss"], rel=1e-3)
+        assert default_train_max_n(points) is not None  # the held-out split exists for this campaign
+        page.screenshot(path=str(ARTIFACTS / "dash-planner.png"), full_page=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_bad_stores_and_campaigns_show_messages_in_place(browser, synthetic_store):
+    uri, _ = synthetic_store
+    for store, campaign, expected in (("http://127.0.0.1:9", "anything", "cannot read"),
+                                      (uri, "empty", "no runs recorded"),
+                                      (uri, "one-size", "one model size")):
+        proc, url = start_dash(store, campaign, "chinchilla")
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            states = wait_until_drawn(page, VIEW_NAMES, 120)
+            notes = " ".join(" ".join(s["notes"]) for s in states.values())  # type: ignore[arg-type]
+            assert expected in notes, notes
+            assert "Traceback" not in page.content()
+            page.screenshot(path=str(ARTIFACTS / f"dash-{campaign}.png"), full_page=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert shutil.which("chromium") or Path(CHROMIUM).is_file()
