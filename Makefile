@@ -30,7 +30,7 @@ browser:
 
 test: install slurm browser
 	$(BIN)/lint-imports
-	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/python -m pytest
+	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/python bench/lawfit_speed.py

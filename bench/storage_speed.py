@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--launch-jobs", type=int, default=3, help="tiny runs for the launch-overhead figure (0: skip)")
     args = parser.parse_args()
-    read_back(runs, points)
+    if args.runs > 0:
+        read_back(args.runs, args.points)
     if args.launch_jobs > 0:
         launch_overhead(args.launch_jobs)
 

@@ -33,3 +33,9 @@ def synthetic_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]
     write_campaign(uri, "few", sizes=(1e6, 3e6, 1e7), unique=(1e8, 4e8))
     Tracker(uri).experiment_id("empty")
     return uri, "synthetic"
+
+
+@pytest.fixture(scope="session")
+def campaign_writer():  # type: ignore[no-untyped-def]
+    """``write_campaign`` for tests that add campaigns (or runs) of their own."""
+    return write_campaign

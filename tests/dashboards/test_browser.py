@@ -159,3 +159,26 @@ def test_bad_stores_and_campaigns_show_messages_in_place(browser, synthetic_stor
             proc.terminate()
             proc.wait(timeout=30)
     assert shutil.which("chromium") or Path(CHROMIUM).is_file()
+
+
+@pytest.mark.slow
+def test_new_runs_appear_as_they_land(browser, synthetic_store, campaign_writer):
+    from storage.tracking import RunRecord, Tracker
+
+    uri, _ = synthetic_store
+    campaign_writer(uri, "live", sizes=(1e6, 3e6), unique=(1e8,))
+    proc, url = start_dash(uri, "live", "chinchilla")
+    try:
+        page = browser.new_page()
+        page.goto(url)
+        wait_until_drawn(page, VIEW_NAMES, 120)
+        count = "() => document.querySelector('#fig-progress .js-plotly-plot').data[0].y.reduce((a, b) => a + b, 0)"
+        assert page.evaluate(count) == 2
+        tracker = Tracker(uri)
+        run = tracker.open_run(RunRecord("late-run", "live", {"N": 1e7, "U_D": 1e8}))
+        tracker.log_points(run, [{"D": 1e8, "val_loss": 3.0}, {"D": 2e8, "val_loss": 2.9}])
+        tracker.set_status(run, "finished")
+        page.wait_for_function(f"({count})() === 3", timeout=60_000)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -101,7 +101,7 @@ def test_two_gloo_processes_give_the_loss_of_one_at_the_same_global_batch(small_
     [
         (("--preset", "tiny-9m"), "unknown preset 'tiny-9m'"),
         (("--context", "4096"), "context 4096 is longer than preset tiny-0.1m allows (1024)"),
-        (("--fraction", "0.5"), "no data fraction 0.5"),
+        (("--fraction", "0.75"), "no data fraction 0.75"),
         (("--batch-tokens", "500"), "not a multiple of the context 32"),
     ],
 )
