@@ -66,11 +66,14 @@ LogFile=/var/log/slurm/slurmdbd.log
 CONF
 chmod 600 /etc/slurm/slurmdbd.conf
 
-cat > /etc/slurm/slurm.conf <<CONF
+cat > /etc/slurm/slurm.conf.new <<CONF
 ClusterName=smslab
 SlurmctldHost=localhost(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire seconds before it may start again (120 by default): a preempted
+# job in the tests should resume within seconds.
+AuthInfo=cred_expire=10
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -87,13 +90,22 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 JobAcctGatherType=jobacct_gather/none
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=1,bf_interval=1
 MinJobAge=300
 KillWait=30
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=/etc/slurm/slurm.conf
+if ! cmp -s /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf; then
+  mv /etc/slurm/slurm.conf.new /etc/slurm/slurm.conf
+  # Daemons already up read the old file (cred_expire is read only at start): restart them.
+  pkill -x slurmctld || true
+  pkill -x slurmd || true
+  for _ in $(seq 100); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.1; done
+else
+  rm /etc/slurm/slurm.conf.new
+fi
 
 if ! pgrep -x slurmdbd >/dev/null; then
   slurmdbd

@@ -3,7 +3,8 @@
 - One MLflow experiment per campaign, one MLflow run per training run, found
   again by the tag ``smslab.run_id`` — so a resumed run logs to the same MLflow
   run.
-- Params: every run-spec field plus N, N with embeddings, U_D and planned D;
+- Params: every run-spec field plus N, N with embeddings, U_D, planned D, the
+  spec hash and the code version (package version and git commit);
   tags: campaign, status. Metrics ``val_loss``, ``train_loss``, ``lr``,
   ``tokens_per_s``, ``mfu`` with step = tokens seen (D).
 - Logging is batched: one ``log_batch`` per evaluation (over HTTP every

@@ -145,6 +145,9 @@ def make_executor(campaign: Campaign):  # type: ignore[no-untyped-def]
     if "mem_gb" in settings:
         params["mem_gb"] = settings["mem_gb"]
     if kind == "slurm":
+        # One Slurm task per GPU: Lightning's SLURM environment makes each task one DDP rank, and it
+        # refuses a run whose device count differs from --ntasks-per-node.
+        params["tasks_per_node"] = max(1, int(settings.get("gpus_per_node", 1) or 1))
         for key in ("partition", "account", "qos", "setup", "array_parallelism"):
             if key in settings:
                 params[f"slurm_{key}"] = settings[key]

@@ -43,6 +43,7 @@ from lightning.pytorch.callbacks import Callback
 from corpus.shards import Manifest, load_tokens
 from trainer.data import ShardDataModule, StreamPlan, plan_stream, validation_windows
 from trainer.model import count_params, flops_per_token
+from trainer.provenance import code_version
 from trainer.presets import N_FOR_LAWS, get_preset
 
 # Signals that mean "checkpoint at the end of this optimizer step and stop": SIGTERM (Slurm
@@ -70,9 +71,13 @@ class RunSpec:
     eval_every_tokens: int = 65_536
     precision: str = "32"  # "32", "bf16-mixed" or "auto" (bf16 where the device supports it)
 
-    def run_id(self) -> str:
+    def spec_hash(self) -> str:
+        """SHA-256 of the spec's canonical JSON: the same spec is the same run."""
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def run_id(self) -> str:
+        return self.spec_hash()[:16]
 
 
 class RunError(ValueError):
@@ -253,6 +258,7 @@ def _train_unlocked(spec: RunSpec, prepared: Prepared, corpus_dir: Path, out: Pa
         "U_D": plan.unique_tokens, "fraction_tokens": prepared.fraction_tokens, "planned_D": plan.total_tokens,
         "steps": plan.total_steps, "tokens_per_step": plan.tokens_per_step, "vocab_size": prepared.vocab_size,
         "corpus": str(corpus_dir), "corpus_key": Manifest.read(corpus_dir).cache_key,
+        "spec_hash": spec.spec_hash(), "code_version": code_version(),
     }
     tracking = None
     if tracking_uri:

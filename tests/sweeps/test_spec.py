@@ -128,3 +128,35 @@ def test_sweep_commands_refuse_a_bad_spec_with_exit_2_and_no_traceback(folder: P
         proc = subprocess.run([sys.executable, "-m", "smslab", *command, str(path)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert "unknown key 'budget'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_slurm_launcher_writes_every_setting_into_the_batch_script(folder: Path):
+    from sweeps.launch import make_executor
+
+    launcher = """[launcher]
+kind = "slurm"
+partition = "gpu"
+account = "music"
+qos = "high"
+gpus_per_node = 4
+cpus_per_task = 8
+mem_gb = 64
+timeout_min = 90
+max_num_timeout = 5
+array_parallelism = 16
+setup = ["module load cuda/12.4", "source .venv/bin/activate"]
+"""
+    campaign = load_campaign(write(folder, GOOD.replace('[launcher]\nkind = "local"\nmax_parallel = 2', launcher)))
+    executor = make_executor(campaign)
+    script = executor._executor._make_submission_file_text("python -m submitit.core._submit x", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=music", "#SBATCH --qos=high",
+                 "#SBATCH --gpus-per-node=4", "#SBATCH --ntasks-per-node=4", "#SBATCH --cpus-per-task=8",
+                 "#SBATCH --mem=64GB", "#SBATCH --time=90", "#SBATCH --signal=USR2@", "module load cuda/12.4",
+                 "source .venv/bin/activate"):
+        assert line in script, line
+    assert executor._executor.max_num_timeout == 5
+    # map_array: one array of 40 runs, at most 16 running at once.
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    array = _make_sbatch_string(command="x", folder=campaign.folder, map_count=40, **executor._executor.parameters)
+    assert "#SBATCH --array=0-39%16" in array

@@ -81,6 +81,10 @@ def test_a_run_killed_by_sigterm_resumes_to_the_same_curve_and_final_loss(small_
     assert list(resumed_points["loss"]) == pytest.approx([float(p["loss"]) for p in cut])
     mlflow_run = Tracker(uri).client.get_run(json.loads((tmp_path / "cut" / "spec.json").read_text())["mlflow_run_id"])
     assert mlflow_run.data.tags["smslab.status"] == "finished" and mlflow_run.data.params["N"] == cut[0]["N"]
+    params = mlflow_run.data.params
+    assert params["spec_hash"].startswith(cut[0]["run_id"]) and len(params["spec_hash"]) == 64
+    assert params["code_version"].startswith("0.1.0")
+    assert {"preset", "fraction", "epochs", "lr", "seed", "N_with_embeddings", "U_D", "planned_D"} <= set(params)
 
 
 @pytest.mark.slow
