@@ -15,7 +15,7 @@ import time
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import figures
-from dashboards.data import LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fits_for, load_view
+from dashboards.data import LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fit_provenance, fits_for, load_view
 from dashboards.views import VIEW_NAMES, ViewSettings, build_views, chosen_fit, planner_answer, planning_inputs
 
 TITLES = {
@@ -72,6 +72,9 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         html.Label("FLOPs C "), dcc.Input(id="plan-flops", type="number", debounce=True),
         html.Label(" unique tokens U_D "), dcc.Input(id="plan-unique", type="number", debounce=True),
         html.Button("plan", id="plan-go", n_clicks=0),
+        html.Button("download this fit (JSON, for smslab plan --fit)", id="fit-download-go", n_clicks=0,
+                    style={"marginLeft": "12px"}),
+        dcc.Download(id="fit-download"),
         html.Pre(id="plan-answer", style={"whiteSpace": "pre-wrap"}),
     ], id="planner")
     app.layout = html.Div([
@@ -110,7 +113,9 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
             return [figures.message_figure(str(exc))] * len(VIEW_NAMES) + [str(exc)]
         settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
         built = build_views(view, settings, source.cache)
-        return [built[name] for name in VIEW_NAMES] + [""]
+        note = (f"{view.left_out} loss points left out: their loss, N, D or U_D is not a finite positive number"
+                if view.left_out else "")
+        return [built[name] for name in VIEW_NAMES] + [note]
 
     @app.callback([Output("plan-flops", "value"), Output("plan-unique", "value")], Input("campaign", "value"))
     def planner_defaults(campaign_name):  # type: ignore[no-untyped-def]
@@ -119,6 +124,11 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         except (DataUnavailable, figures.FigureInputError, TypeError, KeyError):
             return None, None
         return flops, unique
+
+    def planning_fit(campaign_name, laws, split, plan_law):  # type: ignore[no-untyped-def]
+        view = source.view(campaign_name)
+        fits, _ = fits_for(view, tuple(laws or LAWS), split or "all", source.cache)
+        return view, chosen_fit(view, fits, plan_law or None, source.cache)
 
     @app.callback(Output("plan-answer", "children"), Input("plan-go", "n_clicks"),
                   [State("campaign", "value"), State("plan-flops", "value"), State("plan-unique", "value"),
@@ -129,13 +139,23 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         try:
             if flops is None or not math.isfinite(float(flops)) or float(flops) <= 0:
                 return "FLOPs C must be a positive number."
-            view = source.view(campaign_name)
-            fits, _ = fits_for(view, tuple(laws or LAWS), split or "all", source.cache)
-            fit = chosen_fit(view, fits, plan_law or None)
-            answer = planner_answer(fit, float(flops), float(unique) if unique else None)
+            if unique not in (None, "") and not (math.isfinite(float(unique)) and float(unique) > 0):
+                return "unique tokens U_D must be a positive number (leave it empty for unlimited unique data)."
+            view, fit = planning_fit(campaign_name, laws, split, plan_law)
+            answer = planner_answer(fit, float(flops), float(unique) if unique not in (None, "") else None)
         except Exception as exc:  # noqa: BLE001  any bad input is shown in the panel, never a stack trace
             return f"cannot plan: {exc}"
-        return format_plan(fit.law, answer)
+        return format_plan(fit.law, answer) + "\n" + fit_provenance(view, fit)
+
+    @app.callback(Output("fit-download", "data"), Input("fit-download-go", "n_clicks"),
+                  [State("campaign", "value"), State("laws", "value"), State("split", "value"),
+                   State("plan-law", "value")], prevent_initial_call=True)
+    def download_fit(n_clicks, campaign_name, laws, split, plan_law):  # type: ignore[no-untyped-def]
+        try:
+            _, fit = planning_fit(campaign_name, laws, split, plan_law)
+        except Exception:  # noqa: BLE001  nothing to download; the planner says why
+            return no_update
+        return {"content": fit.to_json(), "filename": f"{campaign_name}-{fit.law}.json"}
 
     return app
 

@@ -37,17 +37,31 @@ def _uri(value: str | None) -> str:
     return value or default_tracking_uri(Path("smslab-quickstart") / "campaign")
 
 
+def _error(command: str, message: str) -> int:
+    print(f"smslab {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
 def run_dash(args: argparse.Namespace) -> int:
     from dashboards.app import create_app
-
-    from dashboards.data import LAWS
+    from dashboards.data import LAWS, DataUnavailable, campaigns
 
     laws = tuple(x.strip() for x in args.laws.split(",")) if args.laws else LAWS
     unknown = [law for law in laws if law not in LAWS]
     if unknown:
-        print(f"smslab dash: error: --laws: unknown law {unknown[0]!r}; laws are {', '.join(LAWS)}", file=sys.stderr)
-        return 2
-    app = create_app(_uri(args.tracking_uri), args.campaign, args.refresh_s, laws)
+        return _error("dash", f"--laws: unknown law {unknown[0]!r}; laws are {', '.join(LAWS)}")
+    if not args.refresh_s > 0:
+        return _error("dash", f"--refresh-s must be a positive number of seconds, got {args.refresh_s:g}")
+    uri = _uri(args.tracking_uri)
+    try:
+        known: list[str] | None = campaigns(uri)
+    except DataUnavailable as exc:
+        if uri.startswith("sqlite:"):
+            return _error("dash", str(exc))
+        known = None  # a server that does not answer now may later: the page says so in place
+    if args.campaign is not None and known is not None and args.campaign not in known:
+        return _error("dash", f"--campaign: no campaign {args.campaign!r} in {uri}; campaigns: {', '.join(known) or 'none'}")
+    app = create_app(uri, args.campaign, args.refresh_s, laws)
     print(f"smslab dash: http://{args.host}:{args.port}/  (Ctrl-C to stop)", file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, debug=False)
     return 0
@@ -60,7 +74,8 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         target = write_report(_uri(args.tracking_uri), args.campaign, args.out)
     except DataUnavailable as exc:
-        print(f"smslab report: error: {exc}", file=sys.stderr)
-        return 2
+        return _error("report", str(exc))
+    except OSError as exc:
+        return _error("report", f"--out {args.out}: cannot write the report: {exc.strerror or exc}")
     print(f"report written to {target}")
     return 0

@@ -2,8 +2,11 @@
 
 Fits come from the campaign's own MLflow run (the fits each round of
 ``smslab campaign run`` logged as artifacts); a law the record lacks, or a
-train/test split other than the recorded one, is fitted here with lawfit and
-kept in memory (keyed by the points' hash), so it is fitted once.
+train/test split other than the recorded one, is fitted here with lawfit the
+way campaigns fit (on each run's final loss, or on every evaluation when the
+campaign's ``[plan] points = "curve"``; leave-one-size-out scored with three
+or more sizes) and kept in memory keyed by the points' hash, so it is fitted
+once. The law a plan is made with is bootstrapped over runs, as campaigns do.
 """
 
 from __future__ import annotations
@@ -13,19 +16,25 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from lawfit.bootstrap import bootstrap_fit
 from lawfit.fit import FitOptions, fit_law
 from lawfit.points import LossPoints
 from lawfit.result import FitResult
 from lawfit.scoring import default_train_max_n
-from storage.tracking import Tracker
+from storage.tracking import Tracker, sqlite_path
 
 LAWS = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
+BOOTSTRAP_DRAWS = 100  # the campaign spec's default ([plan] bootstrap)
+BOOTSTRAP_LEVEL = 0.9  # and its default level
+FIT_CACHE_SIZE = 64  # fits kept: each new set of points (a run landed) adds one per law shown
 
 
 class DataUnavailable(RuntimeError):
@@ -35,12 +44,23 @@ class DataUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class CampaignView:
     campaign: str
-    points: pd.DataFrame  # the loss-point table: every evaluation of every run
-    final_points: pd.DataFrame  # the last evaluation of each finished run (what campaigns fit)
+    points: pd.DataFrame  # the loss-point table: every evaluation of every run (finite, positive values only)
+    final_points: pd.DataFrame  # the last evaluation of each finished run
     statuses: dict[str, str]  # smslab run id → status
     recorded_fits: dict[str, FitResult] = field(default_factory=dict)  # law → the latest round's fit
     rounds: tuple[dict[str, float], ...] = ()  # round, n_opt, lo, hi, ratio
     recorded_plan: dict[str, object] | None = None  # the latest round's plan (flops, unique_tokens, ...)
+    recorded_round: int | None = None  # the round the recorded fits and plan are from
+    points_setting: str = "final"  # what the campaign fits: each run's "final" loss, or its whole "curve"
+    left_out: int = 0  # points read back with a loss, N, D or U_D that is not a finite positive number
+
+    @property
+    def fit_points(self) -> pd.DataFrame:
+        """What the laws are fitted on, as the campaign fits: finished runs' final points, or their curves."""
+        if self.points_setting == "curve":
+            finished = {run for run, status in self.statuses.items() if status == "finished"}
+            return self.points[self.points["run_id"].isin(finished)].reset_index(drop=True)
+        return self.final_points
 
 
 def _fail_fast() -> None:
@@ -51,11 +71,23 @@ def _fail_fast() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
+def _open(tracking_uri: str) -> Tracker:
+    """The store, which must exist: opening a SQLite URI would otherwise create an empty store at a mistyped path."""
+    _fail_fast()
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        raise DataUnavailable(f"no tracking store at {path} (give --tracking-uri; `smslab quickstart` makes "
+                              "smslab-quickstart/campaign/mlflow.db)")
+    try:
+        return Tracker(tracking_uri)
+    except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
+        raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
+
+
 def campaigns(tracking_uri: str) -> list[str]:
     """The campaigns (MLflow experiments with smslab runs) in the store."""
-    _fail_fast()
+    tracker = _open(tracking_uri)
     try:
-        tracker = Tracker(tracking_uri)
         experiments = tracker.client.search_experiments()
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
@@ -63,22 +95,33 @@ def campaigns(tracking_uri: str) -> list[str]:
 
 
 def load_view(tracking_uri: str, campaign: str) -> CampaignView:
-    _fail_fast()
+    tracker = _open(tracking_uri)
     try:
-        tracker = Tracker(tracking_uri)
+        if tracker.experiment_id(campaign, create=False) is None:
+            known = sorted(e.name for e in tracker.client.search_experiments() if e.name != "Default")
+            raise DataUnavailable(f"no campaign {campaign!r} in {tracking_uri}; campaigns: {', '.join(known) or 'none'}")
         points = tracker.read_points(campaign)
         statuses = tracker.run_statuses(campaign)
+        settings = tracker.campaign_params(campaign)
         with tempfile.TemporaryDirectory() as folder:
             artifacts = tracker.download_campaign_artifacts(campaign, folder)
-            fits, rounds, plan = _read_rounds(artifacts) if artifacts is not None else ({}, (), None)
+            fits, rounds, plan, latest = _read_rounds(artifacts) if artifacts is not None else ({}, (), None, None)
+    except DataUnavailable:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise DataUnavailable(f"cannot read campaign {campaign!r} from {tracking_uri}: {exc}") from None
+    values = points[["N", "D", "U_D", "loss"]].to_numpy(float)
+    usable = np.all(np.isfinite(values) & (values > 0), axis=1)
+    points = points[usable].reset_index(drop=True)
     finished = {run for run, status in statuses.items() if status == "finished"}
     final = points[points["run_id"].isin(finished)].sort_values(["run_id", "D"]).groupby("run_id").tail(1)
-    return CampaignView(campaign, points, final.reset_index(drop=True), statuses, fits, rounds, plan)
+    points_setting = settings.get("points", "final") if settings.get("points") in ("final", "curve") else "final"
+    return CampaignView(campaign, points, final.reset_index(drop=True), statuses, fits, rounds, plan, latest,
+                        points_setting, int((~usable).sum()))
 
 
-def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, float], ...], dict[str, object] | None]:
+def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, float], ...], dict[str, object] | None,
+                                       int | None]:
     round_dirs = sorted((p for p in (folder / "rounds").glob("round-*") if re.fullmatch(r"round-\d+", p.name)),
                         key=lambda p: int(p.name.split("-")[1]))
     rounds = []
@@ -93,14 +136,16 @@ def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, fl
                        "ratio": hi / lo if interval and lo > 0 else float("nan")})
     fits: dict[str, FitResult] = {}
     plan = None
+    number = None
     if round_dirs:
         latest = round_dirs[-1]
+        number = int(latest.name.split("-")[1])
         for path in sorted((latest / "fits").glob("*.json")):
             fit = FitResult.read(path)
             fits[fit.law] = fit
         if (latest / "plan.json").is_file():
             plan = json.loads((latest / "plan.json").read_text())
-    return fits, tuple(rounds), plan
+    return fits, tuple(rounds), plan, number
 
 
 def as_loss_points(frame: pd.DataFrame, source: str) -> LossPoints:
@@ -109,18 +154,48 @@ def as_loss_points(frame: pd.DataFrame, source: str) -> LossPoints:
 
 
 class FitCache:
-    """Fits made here for a split or law the record lacks, once per (points, law, split)."""
+    """Fits (and bootstraps) made here, once per (points, law, split); the most recent ``FIT_CACHE_SIZE`` are kept."""
 
-    def __init__(self) -> None:
-        self._fits: dict[tuple[str, str, float | None], FitResult] = {}
+    def __init__(self, size: int = FIT_CACHE_SIZE) -> None:
+        self._fits: OrderedDict[tuple[object, ...], FitResult] = OrderedDict()
+        self._size = size
         self._lock = threading.Lock()
 
-    def fit(self, points: LossPoints, law: str, train_max_n: float | None) -> FitResult:
-        key = (points.content_hash(), law, train_max_n)
+    def _cached(self, key: tuple[object, ...], make) -> FitResult:  # type: ignore[no-untyped-def]
         with self._lock:
-            if key not in self._fits:
-                self._fits[key] = fit_law(points, law, FitOptions(train_max_n=train_max_n))
-            return self._fits[key]
+            if key in self._fits:
+                self._fits.move_to_end(key)
+                return self._fits[key]
+        made = make()  # outside the lock: a planner click does not wait behind another view's fits
+        with self._lock:
+            self._fits[key] = made
+            while len(self._fits) > self._size:
+                self._fits.popitem(last=False)
+        return made
+
+    def fit(self, points: LossPoints, law: str, train_max_n: float | None, leave_one_size_out: bool = False) -> FitResult:
+        options = FitOptions(train_max_n=train_max_n, leave_one_size_out=leave_one_size_out)
+        return self._cached(("fit", points.content_hash(), law, train_max_n, leave_one_size_out),
+                            lambda: fit_law(points, law, options))
+
+    def bootstrapped(self, fit: FitResult, points: LossPoints) -> FitResult:
+        """``fit`` with bootstrap draws over runs (as a campaign round makes them), for planning intervals."""
+        if fit.bootstrap is not None:
+            return fit
+        key = ("bootstrap", points.content_hash(), fit.law, fit.train_max_n)
+        options = FitOptions(delta=fit.delta, train_max_n=fit.train_max_n)
+        return self._cached(key, lambda: fit.with_bootstrap(
+            bootstrap_fit(fit, points, BOOTSTRAP_DRAWS, options, level=BOOTSTRAP_LEVEL, seed=0)))
+
+
+def view_points(view: CampaignView) -> LossPoints:
+    """The points the laws are fitted on, as lawfit's table."""
+    if view.fit_points.empty:
+        raise ValueError(f"campaign {view.campaign} has no finished runs to fit yet")
+    points = as_loss_points(view.fit_points, f"campaign {view.campaign}")
+    if len(points.sizes) < 2:
+        raise ValueError(f"campaign {view.campaign} has one model size ({points.sizes[0]:.3g}): the laws need two or more")
+    return points
 
 
 def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCache,
@@ -128,12 +203,9 @@ def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCach
     """The fits to draw for ``split`` ("all": every size, as campaigns fit; "held-out": the largest sizes held
     out as MuPT Table 3): recorded ones where they match, else fitted here. A law that cannot be fitted is
     left out, its reason put in ``errors``; when none can, the first reason is raised."""
-    if view.final_points.empty:
-        raise ValueError(f"campaign {view.campaign} has no finished runs to fit yet")
-    points = as_loss_points(view.final_points, f"campaign {view.campaign}")
-    if len(points.sizes) < 2:
-        raise ValueError(f"campaign {view.campaign} has one model size ({points.sizes[0]:.3g}): the laws need two or more")
+    points = view_points(view)
     train_max_n = default_train_max_n(points) if split == "held-out" else None
+    leave_one_size_out = train_max_n is None and len(points.sizes) >= 3  # as campaigns choose their law
     out = []
     failed: dict[str, str] = {}
     for law in laws:
@@ -142,7 +214,7 @@ def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCach
             out.append(recorded)
             continue
         try:
-            out.append(cache.fit(points, law, train_max_n))
+            out.append(cache.fit(points, law, train_max_n, leave_one_size_out))
         except (ValueError, ArithmeticError) as exc:
             failed[law] = str(exc)
     if errors is not None:
@@ -152,3 +224,20 @@ def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCach
     if not out:
         raise ValueError("no law selected")
     return out, train_max_n
+
+
+def fit_provenance(view: CampaignView, fit: FitResult) -> str:
+    """Where a fit comes from, in words: the campaign's record (which round) or this dashboard."""
+    recorded = view.recorded_fits.get(fit.law)
+    draws = f"{len(fit.bootstrap.draws)} bootstrap resamples" if fit.bootstrap is not None else "no bootstrap"
+    if recorded is not None and recorded.points_hash == fit.points_hash and dict(recorded.params) == dict(fit.params):
+        origin = f"recorded by round {view.recorded_round} of the campaign"
+    else:
+        origin = "fitted by this dashboard"
+    since = ""
+    try:
+        if fit.train_max_n is None and view_points(view).content_hash() != fit.points_hash:
+            since = "; runs have landed since"
+    except ValueError:
+        pass
+    return f"{fit.law} law {origin} on {fit.n_points} points of {fit.n_runs} runs ({draws}{since})"

@@ -1,7 +1,8 @@
 """Figure builders: the loss-point table and fit results in, a plotly Figure out (pure, no I/O).
 
 - ``curves_figure``: validation loss against tokens for each (N, U_D), with
-  every law's prediction over it (MuPT Figures 4–5); held-out sizes dashed.
+  every law's prediction over it (MuPT Figures 4–5); held-out sizes drawn
+  with crosses and thin law lines.
 - ``residuals_figure``: log L̂ − log L against tokens, per law (Figure 6).
 - ``comparison_figure``: train/test/leave-one-size-out R² and Huber (Table 3).
 - ``iso_flop_figure``: loss against N at fixed C, with each curve's minimum.
@@ -9,9 +10,11 @@
 - ``overfitting_figure``: the epoch count where the loss turns up, over N and U_D.
 - ``progress_figure``: runs by state, and N*'s interval width by round.
 
-Curves use WebGL traces (``Scattergl``) and are thinned to at most
-``MAX_POINTS_PER_CURVE`` points each (keeping the first, last and minimum),
-so a thousand curves of a thousand points stay responsive.
+Curves use WebGL traces (``Scattergl``), one per model size for the data and
+one per (law, size) for the predictions, whatever the number of runs; each
+curve is thinned to at most ``MAX_POINTS_PER_CURVE`` points (keeping the
+first, last and minimum), so a thousand curves of a thousand points stay
+responsive.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def thin(frame: pd.DataFrame, limit: int = MAX_POINTS_PER_CURVE) -> pd.DataFrame
     log_d = np.log(frame["D"].to_numpy(dtype=float))
     targets = np.linspace(log_d[0], log_d[-1], limit)
     keep = set(np.searchsorted(log_d, targets).clip(0, len(frame) - 1).tolist())
-    keep |= {0, len(frame) - 1, int(np.argmin(frame["loss"].to_numpy()))}
+    keep |= {0, len(frame) - 1, int(np.nanargmin(frame["loss"].to_numpy(dtype=float)))}
     return frame.iloc[sorted(keep)]
 
 
@@ -65,16 +68,13 @@ def _groups(points: pd.DataFrame) -> list[tuple[tuple[float, float], pd.DataFram
     return [(key, group) for key, group in points.groupby(["N", "U_D"], sort=True)]
 
 
-def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None,
-                  max_curves: int | None = None) -> go.Figure:
+def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None) -> go.Figure:
     """Validation loss against D per run, each (N, U_D) in its colour; each law's prediction over its runs."""
     _check_points(points)
     fig = go.Figure()
     sizes = sorted(points["N"].unique())
     colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sizes)}
     runs = list(points.groupby("run_id", sort=False))
-    if max_curves is not None:
-        runs = runs[:max_curves]
     legend_seen: set[str] = set()
     # One WebGL trace per model size, its runs separated by gaps: a thousand curves stay a handful of traces.
     by_size: dict[float, list[pd.DataFrame]] = {}
@@ -96,16 +96,25 @@ def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: 
                           "loss=%{y:.4f}<extra></extra>",
         ))
         legend_seen.add(name)
+    # Each law's predictions: one WebGL trace per (law, model size), its (N, U_D) curves joined by gaps.
     for fit in fits:
         law = get_law(fit.law)
+        lines: dict[float, list[np.ndarray]] = {}
         for (n, u), group in _groups(points):
             d = np.geomspace(max(group["D"].min(), 1.0), group["D"].max(), 60)
             predicted = law.predict(fit.params, np.full_like(d, n), d, np.full_like(d, u))
-            label = f"{fit.law} law"
+            lines.setdefault(float(n), []).append(np.stack([d, predicted, np.full_like(d, u)], axis=1))
+        label = f"{fit.law} law"
+        for n, parts in sorted(lines.items()):
+            gap = np.full((1, 3), np.nan)
+            joined = np.concatenate([block for part in parts for block in (part, gap)])
+            held_out = train_max_n is not None and n > train_max_n
             fig.add_trace(go.Scattergl(
-                x=d, y=predicted, mode="lines", name=label, legendgroup=label, showlegend=label not in legend_seen,
-                line={"color": colour[n], "dash": LAW_DASH.get(fit.law, "solid"), "width": 2},
-                hovertemplate=f"{fit.law}: N={n:.3g}, U_D={u:.3g}<br>D=%{{x:.4g}}<br>L̂=%{{y:.4f}}<extra></extra>",
+                x=joined[:, 0], y=joined[:, 1], mode="lines", name=label, legendgroup=label,
+                showlegend=label not in legend_seen, connectgaps=False, customdata=joined[:, 2:],
+                line={"color": colour[n], "dash": LAW_DASH.get(fit.law, "solid"), "width": 1 if held_out else 2},
+                hovertemplate=f"{fit.law}: N={n:.3g}{' (held out)' if held_out else ''}, U_D=%{{customdata[0]:.3g}}"
+                              "<br>D=%{x:.4g}<br>L̂=%{y:.4f}<extra></extra>",
             ))
             legend_seen.add(label)
     fig.update_layout(title="Validation loss against tokens seen, with each law's prediction (MuPT Fig. 4-5)",
@@ -224,6 +233,9 @@ def frontier_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: flo
         fig.update_yaxes(type="log", row=1, col=col)
     data = "unlimited unique data" if not unique_tokens else f"U_D = {unique_tokens:.3g}"
     fig.update_layout(title=f"Compute-optimal frontier of the {fit.law} law ({data})", template="plotly_white", height=420)
+    if not any(p.interval for p in rows):
+        fig.add_annotation(text="no bootstrap band: this fit has no bootstrap draws", x=0, y=-0.25, xref="paper",
+                           yref="paper", showarrow=False, xanchor="left", font={"color": "#b00"})
     return fig
 
 

@@ -19,8 +19,8 @@ def write_report(tracking_uri: str, campaign: str, out: str | Path, settings: Vi
     parts = []
     for i, name in enumerate(VIEW_NAMES):
         # The first figure carries plotly.js itself, so the file opens with no network.
-        body = built[name].to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"fig-{name}")
-        parts.append(f"<section><h2>{html.escape(TITLES[name])}</h2>\n{body}\n</section>")
+        body = built[name].to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
+        parts.append(f"<section id='fig-{name}'><h2>{html.escape(TITLES[name])}</h2>\n{body}\n</section>")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     finished = sum(1 for s in view.statuses.values() if s == "finished")
     page = (
@@ -28,14 +28,17 @@ def write_report(tracking_uri: str, campaign: str, out: str | Path, settings: Vi
         f"<title>smslab report: {html.escape(campaign)}</title>"
         "<style>body{font-family:sans-serif;margin:24px;max-width:1200px}</style></head><body>"
         f"<h1>Campaign {html.escape(campaign)}</h1>"
-        f"<p>{len(view.statuses)} runs ({finished} finished), {len(view.points):,} loss points; "
+        f"<p>{len(view.statuses)} runs ({finished} finished), {len(view.points):,} loss points"
+        + (f" ({view.left_out} left out: not finite positive numbers)" if view.left_out else "") + "; "
         f"tracking store {html.escape(tracking_uri)}; written {stamp}.</p>\n" + "\n".join(parts) + "\n</body></html>\n"
     )
     target = Path(out)
+    if target.is_dir():
+        raise IsADirectoryError(21, "it is a folder, give a file name", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(page)
         os.chmod(tmp, 0o644)  # a report is for sharing (mkstemp makes it private)
         os.replace(tmp, target)

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboards import figures
-from dashboards.data import LAWS, CampaignView, FitCache, fits_for
+from dashboards.data import LAWS, CampaignView, FitCache, fit_provenance, fits_for, view_points
 from lawfit.planning import ComputeOptimalPlan, plan_compute_optimal
 from lawfit.result import FitResult
 
@@ -37,16 +37,23 @@ def guarded(build: Callable[[], go.Figure]) -> go.Figure:
         return figures.message_figure(f"this view failed: {type(exc).__name__}: {exc}")
 
 
-def chosen_fit(view: CampaignView, fits: Sequence[FitResult], plan_law: str | None) -> FitResult:
-    """The law to plan with: the one asked for, else the campaign's bootstrapped choice, else the best by LOSO."""
+def chosen_fit(view: CampaignView, fits: Sequence[FitResult], plan_law: str | None, cache: FitCache) -> FitResult:
+    """The law to plan with, bootstrapped over runs: the one asked for; else the campaign's choice (the
+    bootstrapped fit its latest round recorded); else, as campaigns choose, the lowest leave-one-size-out
+    Huber (train Huber with fewer than three sizes)."""
     if not fits:
         raise figures.FigureInputError("no fit: the campaign needs finished runs of at least two model sizes")
     by_law = {f.law: f for f in fits}
     if plan_law is not None:
-        if plan_law in view.recorded_fits and view.recorded_fits[plan_law].bootstrap is not None:
-            return view.recorded_fits[plan_law]
-        if plan_law in by_law:
-            return by_law[plan_law]
+        recorded = view.recorded_fits.get(plan_law)
+        if recorded is not None and recorded.bootstrap is not None and plan_law not in by_law:
+            return recorded
+        if plan_law not in by_law:
+            raise figures.FigureInputError(f"the {plan_law} law is not fitted here: add it to the laws shown")
+        fit = by_law[plan_law]
+        if recorded is not None and recorded.bootstrap is not None and recorded.points_hash == fit.points_hash:
+            return recorded
+        return cache.bootstrapped(fit, view_points(view))
     for fit in view.recorded_fits.values():
         if fit.bootstrap is not None:
             return fit
@@ -55,7 +62,7 @@ def chosen_fit(view: CampaignView, fits: Sequence[FitResult], plan_law: str | No
         m = fit.leave_one_size_out or fit.metrics.get("train")
         return m.huber_mean if m is not None else math.inf
 
-    return min(fits, key=score)
+    return cache.bootstrapped(min(fits, key=score), view_points(view))
 
 
 def planning_inputs(view: CampaignView) -> tuple[float, float | None]:
@@ -89,7 +96,24 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache) -> 
         return fig
 
     def plan_fit() -> FitResult:
-        return chosen_fit(view, fits()[0], settings.plan_law)
+        if "plan_fit" not in state:
+            state["plan_fit"] = chosen_fit(view, fits()[0], settings.plan_law, cache)
+        return state["plan_fit"]  # type: ignore[return-value]
+
+    def curves() -> go.Figure:
+        # The observed curves draw whether or not any law can be fitted yet (runs still landing, one size).
+        try:
+            drawn, train_max_n, note = fits()[0], fits()[1], ""
+        except (figures.FigureInputError, ValueError, ArithmeticError) as exc:
+            drawn, train_max_n, note = [], None, f"laws not drawn: {exc}"
+        fig = figures.curves_figure(view.points, drawn, train_max_n)
+        return _noted(fig, note)
+
+    def planned(build: Callable[[FitResult], go.Figure]) -> Callable[[], go.Figure]:
+        def make() -> go.Figure:
+            fit = plan_fit()
+            return _noted(build(fit), fit_provenance(view, fit))
+        return make
 
     def budgets() -> list[float]:
         flops, _ = planning_inputs(view)
@@ -104,18 +128,27 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache) -> 
             raise figures.FigureInputError("no loss points yet")
         n_values = np.geomspace(sizes[0] / 3, sizes[-1] * 3, 24)
         u_values = np.geomspace(view.points["U_D"].min() / 3, view.points["U_D"].max() * 3, 20)
-        return figures.overfitting_figure(plan_fit(), n_values, u_values)
+        fit = plan_fit()
+        return _noted(figures.overfitting_figure(fit, n_values, u_values), fit_provenance(view, fit))
 
     builders: dict[str, Callable[[], go.Figure]] = {
         "progress": lambda: figures.progress_figure(view.statuses, view.rounds),
         "comparison": comparison,
-        "curves": lambda: figures.curves_figure(view.points, fits()[0], fits()[1]),
-        "residuals": lambda: figures.residuals_figure(view.final_points, fits()[0], fits()[1]),
-        "iso_flop": lambda: figures.iso_flop_figure(plan_fit(), budgets(), unique()),
-        "frontier": lambda: figures.frontier_figure(plan_fit(), budgets(), unique()),
+        "curves": curves,
+        "residuals": lambda: figures.residuals_figure(view.fit_points, fits()[0], fits()[1]),
+        "iso_flop": planned(lambda fit: figures.iso_flop_figure(fit, budgets(), unique())),
+        "frontier": planned(lambda fit: figures.frontier_figure(fit, budgets(), unique())),
         "overfitting": overfitting,
     }
     return {name: guarded(builders[name]) for name in VIEW_NAMES}
+
+
+def _noted(fig: go.Figure, note: str) -> go.Figure:
+    """``note`` in small type under the figure's title (which fit a view shows, or why laws are missing)."""
+    if note:
+        title = fig.layout.title.text or ""
+        fig.update_layout(title={"text": f"{title}<br><sup>{note}</sup>"}, margin={"t": 90})
+    return fig
 
 
 def planner_answer(fit: FitResult, flops: float, unique_tokens: float | None) -> ComputeOptimalPlan:

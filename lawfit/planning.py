@@ -79,10 +79,15 @@ class TokenPlan:
         }
 
 
-def chinchilla_closed_form(params: Mapping[str, float], flops: float) -> dict[str, float]:
+def chinchilla_closed_form(params: Mapping[str, float], flops: float) -> dict[str, float] | None:
     """N_opt = G·(C/6)^(beta/(alpha+beta)), D_opt = G^-1·(C/6)^(alpha/(alpha+beta)),
-    G = (alpha·A / (beta·B))^(1/(alpha+beta))   (MuPT Eq. 10)."""
+    G = (alpha·A / (beta·B))^(1/(alpha+beta))   (MuPT Eq. 10).
+
+    None when an exponent or coefficient is 0 (a fit at its bound): the loss then does
+    not fall with N or with D, and there is no interior optimum to write down."""
     a, b = params["alpha"], params["beta"]
+    if min(a, b, params["A"], params["B"]) <= 0:
+        return None
     g = (a * params["A"] / (b * params["B"])) ** (1.0 / (a + b))
     c6 = flops / FLOPS_PER_PARAM_TOKEN
     return {"n_opt": g * c6 ** (b / (a + b)), "d_opt": c6 ** (a / (a + b)) / g}

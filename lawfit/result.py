@@ -168,6 +168,10 @@ class FitResult:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LawfitInputError(f"{source}: malformed fit file ({type(exc).__name__}: {exc})") from None
 
+    def to_json(self) -> str:
+        """The fit file's text (what ``write`` writes)."""
+        return json.dumps(_json_safe(self.to_dict()), indent=2, allow_nan=False) + "\n"
+
     def write(self, path: str | Path) -> None:
         """Write as JSON atomically: a temporary file in the same folder, then rename."""
         write_json_atomic(Path(path), self.to_dict())

@@ -164,20 +164,29 @@ class Tracker:
             if RUN_ID_TAG in run.data.tags and run.data.tags.get(KIND_TAG, "train") == "train"
         }
 
-    def download_campaign_artifacts(self, campaign: str, destination: str | Path) -> Path | None:
-        """Copy the artifacts of the campaign's own run (round fits, plans, reports) into ``destination``;
-        None when the campaign has no such run."""
+    def _campaign_run(self, campaign: str):  # type: ignore[no-untyped-def]
         experiment = self.experiment_id(campaign, create=False)
         if experiment is None:
             return None
         runs = with_retry(lambda: self.client.search_runs(
             [experiment], filter_string=f"tags.`{KIND_TAG}` = 'campaign'", max_results=1))
-        if not runs:
+        return runs[0] if runs else None
+
+    def campaign_params(self, campaign: str) -> dict[str, str]:
+        """The params of the campaign's own run (its [plan] settings); empty when it has none."""
+        run = self._campaign_run(campaign)
+        return dict(run.data.params) if run is not None else {}
+
+    def download_campaign_artifacts(self, campaign: str, destination: str | Path) -> Path | None:
+        """Copy the artifacts of the campaign's own run (round fits, plans, reports) into ``destination``;
+        None when the campaign has no such run."""
+        run = self._campaign_run(campaign)
+        if run is None:
             return None
         target = Path(destination)
         target.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        return Path(with_retry(lambda: self.client.download_artifacts(runs[0].info.run_id, "", str(target))))
+        return Path(with_retry(lambda: self.client.download_artifacts(run.info.run_id, "", str(target))))
 
     def log_points(self, mlflow_run_id: str, points: Iterable[Mapping[str, float]]) -> None:
         """Log evaluation points in one batch; each point has D (the step) and any of METRICS."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,8 +22,6 @@ import pytest
 
 from dashboards.data import as_loss_points, load_view
 from dashboards.views import VIEW_NAMES
-from lawfit.fit import FitOptions, fit_law
-from lawfit.scoring import default_train_max_n
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboards"
@@ -112,28 +109,39 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dash-synthetic.png"), full_page=True)
 
-        # The planner, against the CLI with the same fit (the app's choice: the lowest leave-one-size-out
-        # Huber among the laws fitted on all sizes — here it is given explicitly as sms).
+        # The planner, against `smslab plan` on the very fit it used (downloaded from the page).
         page.check("#plan-law input[value='sms']")
         page.fill("#plan-flops", "1e20")
         page.fill("#plan-unique", "2e8")
         page.click("#plan-go")
         page.wait_for_function("document.querySelector('#plan-answer').innerText.includes('N*')", timeout=120_000)
         answer = page.inner_text("#plan-answer")
-        view = load_view(uri, campaign)
-        points = as_loss_points(view.final_points, f"campaign {campaign}")
-        fit = fit_law(points, "sms", FitOptions())
-        fit.write(tmp_path / "sms.json")
+        assert "sms law fitted by this dashboard" in answer and "100 bootstrap resamples" in answer
+        with page.expect_download(timeout=120_000) as download:
+            page.click("#fit-download-go")
+        download.value.save_as(tmp_path / "sms.json")
         cli = subprocess.run([sys.executable, "-m", "smslab", "plan", "--fit", str(tmp_path / "sms.json"),
                               "--flops", "1e20", "--unique-tokens", "2e8", "--json"],
                              capture_output=True, text=True, check=True)
         plan = json.loads(cli.stdout)
         shown = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=\s*([0-9.e+-]+)", answer, re.M))
-        assert float(shown["N*"]) == pytest.approx(plan["n_opt"], rel=1e-3)
-        assert float(shown["D*"]) == pytest.approx(plan["d_opt"], rel=1e-3)
-        assert float(shown["epochs*"]) == pytest.approx(plan["epochs"], rel=1e-3)
-        assert float(shown["loss"]) == pytest.approx(plan["loss"], rel=1e-3)
-        assert default_train_max_n(points) is not None  # the held-out split exists for this campaign
+        intervals = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=.*\[([0-9.e+-]+),", answer, re.M))
+        for label, key in (("N*", "n_opt"), ("D*", "d_opt"), ("epochs*", "epochs"), ("loss", "loss")):
+            assert float(shown[label]) == pytest.approx(plan[key], rel=1e-3), label
+            assert float(intervals[label]) == pytest.approx(plan["interval"][key][0], rel=1e-3), label
+        # The same fit as the views' (fitted on every size, as campaigns fit).
+        view = load_view(uri, campaign)
+        assert json.loads((tmp_path / "sms.json").read_text())["points_hash"] == as_loss_points(
+            view.final_points, "x").content_hash()
+        page.fill("#plan-unique", "0")
+        page.click("#plan-go")
+        page.wait_for_function("document.querySelector('#plan-answer').innerText.includes('positive')", timeout=60_000)
+
+        # The held-out split: Table 3's test columns fill in.
+        page.check("#split input[value='held-out']")
+        page.wait_for_function(
+            "() => { const t = document.querySelector('#fig-comparison .js-plotly-plot');"
+            " return t && t.data[0].cells.values[3].some(v => v !== '-'); }", timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "dash-planner.png"), full_page=True)
     finally:
         proc.terminate()
@@ -158,7 +166,6 @@ def test_bad_stores_and_campaigns_show_messages_in_place(browser, synthetic_stor
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    assert shutil.which("chromium") or Path(CHROMIUM).is_file()
 
 
 @pytest.mark.slow
@@ -182,3 +189,25 @@ def test_new_runs_appear_as_they_land(browser, synthetic_store, campaign_writer)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_report_is_one_file_that_draws_every_view_with_no_network(browser, synthetic_store, tmp_path: Path):
+    uri, _ = synthetic_store
+    out = tmp_path / "shared" / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "smslab", "report", "--tracking-uri", uri, "--campaign", "recorded",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text(encoding="utf-8")
+    assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", text)  # nothing fetched on load
+    assert text.count("Plotly.newPlot") == len(VIEW_NAMES) and text.count("plotly.js v") == 1  # the library inlined once
+    context = browser.new_context(offline=True)
+    page = context.new_page()
+    page.goto(out.as_uri())
+    states = wait_until_drawn(page, VIEW_NAMES, 120)
+    # The campaign's chosen law is chinchilla, which has no overfitting term: that view says so in place.
+    assert all(states[name]["traces"] for name in VIEW_NAMES if name != "overfitting"), states
+    assert "chinchilla law does not turn up" in " ".join(states["overfitting"]["notes"])  # type: ignore[arg-type]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-recorded.png"), full_page=True)
+    context.close()

@@ -67,6 +67,15 @@ def test_numeric_chinchilla_plan_matches_the_closed_form_of_eq_10():
     assert plan.epochs is None and not plan.at_search_edge
 
 
+def test_a_fit_with_an_exponent_at_its_bound_plans_without_a_closed_form():
+    import dataclasses
+
+    flat = dataclasses.replace(preset_fit("hoffmann"), params={**HOFFMANN, "beta": 0.0})
+    assert chinchilla_closed_form(flat.params, 1e21) is None
+    plan = plan_compute_optimal(flat, 1e21)
+    assert plan.closed_form is None and plan.at_search_edge  # loss does not fall with D: all compute goes to N
+
+
 def test_scarce_unique_data_makes_the_data_constrained_plan_spend_compute_on_epochs():
     # Muennighoff et al.: with R_N* < R_D*, repeated data is better spent on more
     # epochs than on more parameters, so N* shrinks as unique data gets scarce.
