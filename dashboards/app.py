@@ -15,7 +15,8 @@ import time
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards import figures
-from dashboards.data import LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fit_provenance, fits_for, load_view
+from dashboards.data import (LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fingerprint, fit_provenance,
+                             fits_for, load_view)
 from dashboards.views import VIEW_NAMES, ViewSettings, build_views, chosen_fit, planner_answer, planning_inputs
 
 TITLES = {
@@ -26,24 +27,28 @@ TITLES = {
 
 
 class ViewSource:
-    """Campaign views read from the store at most every ``refresh_s`` seconds."""
+    """Campaign views read from the store at most every ``refresh_s`` seconds, and read again only when
+    the store's fingerprint of the campaign changed (a thousand curves take seconds to read)."""
 
     def __init__(self, tracking_uri: str, refresh_s: float) -> None:
         self.tracking_uri = tracking_uri
         self.refresh_s = refresh_s
         self.cache = FitCache()
-        self._views: dict[str, tuple[float, CampaignView]] = {}
+        self._views: dict[str, tuple[float, str | None, CampaignView]] = {}
+        self._loading: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def view(self, campaign: str) -> CampaignView:
         with self._lock:
+            loading = self._loading.setdefault(campaign, threading.Lock())
+        with loading:  # the views asking at once wait for one read
             hit = self._views.get(campaign)
             if hit is not None and time.monotonic() - hit[0] < self.refresh_s:
-                return hit[1]
-        view = load_view(self.tracking_uri, campaign)
-        with self._lock:
-            self._views[campaign] = (time.monotonic(), view)
-        return view
+                return hit[2]
+            token = fingerprint(self.tracking_uri, campaign)
+            view = hit[2] if hit is not None and token is not None and token == hit[1] else load_view(self.tracking_uri, campaign)
+            self._views[campaign] = (time.monotonic(), token, view)
+            return view
 
 
 def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float = 10.0,
@@ -100,22 +105,36 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
             version = "none" if view is None else f"{campaign_name}:{len(view.points)}:{sorted(view.statuses.items())}:{len(view.rounds)}"
         return no_update if version == current else version
 
-    @app.callback([Output(f"fig-{name}", "figure") for name in VIEW_NAMES] + [Output("store-message", "children")],
-                  [Input("campaign", "value"), Input("laws", "value"), Input("split", "value"),
-                   Input("plan-law", "value"), Input("data-version", "data")])
-    def redraw(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
+    inputs = [Input("campaign", "value"), Input("laws", "value"), Input("split", "value"), Input("plan-law", "value"),
+              Input("data-version", "data")]
+
+    def add_view(name: str) -> None:
+        # One callback per view: each draws as soon as it is ready (the curves before the fits they
+        # do not need); views that share a fit wait for the one fit in the cache.
+        @app.callback(Output(f"fig-{name}", "figure"), inputs)
+        def draw(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
+            if not campaign_name:
+                return figures.message_figure(store_message or "no campaign in this tracking store yet")
+            try:
+                view = source.view(campaign_name)
+            except DataUnavailable as exc:
+                return figures.message_figure(str(exc))
+            settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
+            return build_views(view, settings, source.cache, names=(name,))[name]
+
+    for view_name in VIEW_NAMES:
+        add_view(view_name)
+
+    @app.callback(Output("store-message", "children"), [Input("campaign", "value"), Input("data-version", "data")])
+    def message(campaign_name, _version):  # type: ignore[no-untyped-def]
         if not campaign_name:
-            blank = figures.message_figure(store_message or "no campaign in this tracking store yet")
-            return [blank] * len(VIEW_NAMES) + [store_message]
+            return store_message
         try:
             view = source.view(campaign_name)
         except DataUnavailable as exc:
-            return [figures.message_figure(str(exc))] * len(VIEW_NAMES) + [str(exc)]
-        settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
-        built = build_views(view, settings, source.cache)
-        note = (f"{view.left_out} loss points left out: their loss, N, D or U_D is not a finite positive number"
+            return str(exc)
+        return (f"{view.left_out} loss points left out: their loss, N, D or U_D is not a finite positive number"
                 if view.left_out else "")
-        return [built[name] for name in VIEW_NAMES] + [note]
 
     @app.callback([Output("plan-flops", "value"), Output("plan-unique", "value")], Input("campaign", "value"))
     def planner_defaults(campaign_name):  # type: ignore[no-untyped-def]

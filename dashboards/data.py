@@ -11,6 +11,7 @@ once. The law a plan is made with is bootstrapped over runs, as campaigns do.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -79,9 +80,15 @@ def _open(tracking_uri: str) -> Tracker:
         raise DataUnavailable(f"no tracking store at {path} (give --tracking-uri; `smslab quickstart` makes "
                               "smslab-quickstart/campaign/mlflow.db)")
     try:
-        return Tracker(tracking_uri)
+        return _tracker(tracking_uri)
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _tracker(tracking_uri: str) -> Tracker:
+    # Opening a client checks the store's schema (about a second on SQLite): once per store, not per refresh.
+    return Tracker(tracking_uri)
 
 
 def campaigns(tracking_uri: str) -> list[str]:
@@ -92,6 +99,14 @@ def campaigns(tracking_uri: str) -> list[str]:
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
     return sorted(e.name for e in experiments if e.name != "Default")
+
+
+def fingerprint(tracking_uri: str, campaign: str) -> str | None:
+    """What changes when the campaign's data does (storage's cheap check); None: cannot tell, read it all."""
+    try:
+        return _open(tracking_uri).campaign_fingerprint(campaign)
+    except Exception:  # noqa: BLE001  load_view reads it all and says what is wrong
+        return None
 
 
 def load_view(tracking_uri: str, campaign: str) -> CampaignView:
@@ -158,19 +173,26 @@ class FitCache:
 
     def __init__(self, size: int = FIT_CACHE_SIZE) -> None:
         self._fits: OrderedDict[tuple[object, ...], FitResult] = OrderedDict()
+        self._making: dict[tuple[object, ...], threading.Lock] = {}
         self._size = size
         self._lock = threading.Lock()
 
     def _cached(self, key: tuple[object, ...], make) -> FitResult:  # type: ignore[no-untyped-def]
+        # One lock per fit: views needing the same fit wait for one computation, while a planner
+        # click needing another fit does not wait behind it.
         with self._lock:
-            if key in self._fits:
-                self._fits.move_to_end(key)
-                return self._fits[key]
-        made = make()  # outside the lock: a planner click does not wait behind another view's fits
-        with self._lock:
-            self._fits[key] = made
-            while len(self._fits) > self._size:
-                self._fits.popitem(last=False)
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if key in self._fits:
+                    self._fits.move_to_end(key)
+                    return self._fits[key]
+            made = make()
+            with self._lock:
+                self._fits[key] = made
+                self._making.pop(key, None)
+                while len(self._fits) > self._size:
+                    self._fits.popitem(last=False)
         return made
 
     def fit(self, points: LossPoints, law: str, train_max_n: float | None, leave_one_size_out: bool = False) -> FitResult:

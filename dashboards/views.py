@@ -76,7 +76,9 @@ def planning_inputs(view: CampaignView) -> tuple[float, float | None]:
     return budgets[-1], float(view.points["U_D"].max())
 
 
-def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache) -> dict[str, go.Figure]:
+def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache,
+                names: Sequence[str] = VIEW_NAMES) -> dict[str, go.Figure]:
+    """The views ``names`` (default all) of ``view``; fits they share are made once (``cache``)."""
     state: dict[str, object] = {}
 
     errors: dict[str, str] = {}
@@ -140,7 +142,7 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache) -> 
         "frontier": planned(lambda fit: figures.frontier_figure(fit, budgets(), unique())),
         "overfitting": overfitting,
     }
-    return {name: guarded(builders[name]) for name in VIEW_NAMES}
+    return {name: guarded(builders[name]) for name in names}
 
 
 def _noted(fig: go.Figure, note: str) -> go.Figure:

@@ -164,6 +164,36 @@ class Tracker:
             if RUN_ID_TAG in run.data.tags and run.data.tags.get(KIND_TAG, "train") == "train"
         }
 
+    def campaign_fingerprint(self, campaign: str) -> str | None:
+        """A token that changes when a curve of the campaign gains a point, a run changes state or the
+        campaign records a round. Cheap on SQLite stores (one query over MLflow's latest_metrics and
+        tags, and a listing of the campaign run's artifacts); None on other stores (read everything)."""
+        import hashlib
+
+        path = sqlite_path(self.uri)
+        if path is None or not path.is_file():
+            return None
+        query = """
+            SELECT r.run_uuid, r.status, lm.step, lm.timestamp, ts.value, tk.value
+            FROM runs r
+            JOIN experiments e ON e.experiment_id = r.experiment_id
+            LEFT JOIN latest_metrics lm ON lm.run_uuid = r.run_uuid AND lm.key = 'val_loss'
+            LEFT JOIN tags ts ON ts.run_uuid = r.run_uuid AND ts.key = ?
+            LEFT JOIN tags tk ON tk.run_uuid = r.run_uuid AND tk.key = ?
+            WHERE e.name = ? AND r.lifecycle_stage = 'active'
+            ORDER BY r.run_uuid
+        """
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            rows = connection.execute(query, (STATUS_TAG, KIND_TAG, campaign)).fetchall()
+        finally:
+            connection.close()
+        artifacts = [
+            sorted(entry.path for entry in with_retry(lambda run=row[0]: self.client.list_artifacts(run, "rounds")))
+            for row in rows if row[5] == "campaign"
+        ]
+        return hashlib.sha256(repr((rows, artifacts)).encode()).hexdigest()
+
     def _campaign_run(self, campaign: str):  # type: ignore[no-untyped-def]
         experiment = self.experiment_id(campaign, create=False)
         if experiment is None:

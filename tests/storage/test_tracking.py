@@ -86,3 +86,26 @@ def test_export_writes_parquet_and_csv(tmp_path: Path):
 def test_an_unknown_campaign_reads_as_an_empty_table(tmp_path: Path):
     tracker = Tracker(default_tracking_uri(tmp_path))
     assert tracker.read_points("nobody").empty and tracker.read_points_api("nobody").empty
+
+
+def test_the_campaign_fingerprint_changes_exactly_when_its_data_does(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    run = tracker.open_run(record("run-a", 1000, 500))
+    tracker.log_points(run, [{"D": 100, "val_loss": 5.0}])
+    other = Tracker(default_tracking_uri(tmp_path))  # what a dashboard holds: another client of the store
+    seen = [other.campaign_fingerprint("camp")]
+    assert seen[0] is not None and other.campaign_fingerprint("camp") == seen[0]
+    tracker.log_points(run, [{"D": 200, "val_loss": 4.9}])  # a new point
+    seen.append(other.campaign_fingerprint("camp"))
+    tracker.set_status(run, "finished")  # a new state
+    seen.append(other.campaign_fingerprint("camp"))
+    campaign_run = tracker.open_run(RunRecord("campaign-camp", "camp", {"points": "final"}, kind="campaign"))
+    seen.append(other.campaign_fingerprint("camp"))
+    (tmp_path / "round-00").mkdir()
+    (tmp_path / "round-00" / "plan.json").write_text("{}")
+    tracker.log_artifacts(campaign_run, tmp_path / "round-00", "rounds/round-00")  # a recorded round
+    seen.append(other.campaign_fingerprint("camp"))
+    assert len(set(seen)) == len(seen)
+    Tracker(default_tracking_uri(tmp_path)).open_run(RunRecord("elsewhere", "other-camp", {"N": 1}))
+    assert other.campaign_fingerprint("camp") == seen[-1]  # another campaign's runs do not count
+    assert Tracker("http://127.0.0.1:9").campaign_fingerprint("camp") is None  # no cheap check: read it all
