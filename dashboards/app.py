@@ -12,12 +12,13 @@ import math
 import threading
 import time
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 
 from dashboards import figures
 from dashboards.data import (LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fingerprint, fit_provenance,
                              fits_for, load_view)
-from dashboards.views import VIEW_NAMES, ViewSettings, build_views, chosen_fit, planner_answer, planning_inputs
+from dashboards.views import (VIEW_NAMES, ViewSettings, build_views, chosen_fit, curves_data_figure, curves_law_overlay,
+                              guarded, noted_title, planner_answer, planning_inputs)
 
 TITLES = {
     "progress": "Campaign progress", "comparison": "Law comparison (Table 3)", "curves": "Curves and laws (Fig. 4-5)",
@@ -88,6 +89,7 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         controls, planner,
         dcc.Interval(id="refresh", interval=int(refresh_s * 1000), n_intervals=0),
         dcc.Store(id="data-version"),
+        dcc.Store(id="curves-drawn"),
         *[html.Div([html.H3(TITLES[name]), dcc.Graph(id=f"fig-{name}", config={"displaylogo": False})])
           for name in VIEW_NAMES],
     ], style={"fontFamily": "sans-serif", "margin": "16px"})
@@ -123,7 +125,37 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
             return build_views(view, settings, source.cache, names=(name,))[name]
 
     for view_name in VIEW_NAMES:
-        add_view(view_name)
+        if view_name != "curves":
+            add_view(view_name)
+
+    # The curves draw first without the laws (no fit needed), then the laws' traces are patched in.
+    @app.callback([Output("fig-curves", "figure"), Output("curves-drawn", "data")], inputs)
+    def draw_curves(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
+        if not campaign_name:
+            return figures.message_figure(store_message or "no campaign in this tracking store yet"), None
+        try:
+            view = source.view(campaign_name)
+        except DataUnavailable as exc:
+            return figures.message_figure(str(exc)), None
+        settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
+        return guarded(lambda: curves_data_figure(view, settings)), time.time()
+
+    @app.callback(Output("fig-curves", "figure", allow_duplicate=True), Input("curves-drawn", "data"),
+                  [State("campaign", "value"), State("laws", "value"), State("split", "value")],
+                  prevent_initial_call=True)
+    def add_laws(drawn, campaign_name, laws, split):  # type: ignore[no-untyped-def]
+        if not drawn or not campaign_name:
+            return no_update
+        try:
+            view = source.view(campaign_name)
+            traces, note = curves_law_overlay(view, ViewSettings(tuple(laws or ()), split or "all"), source.cache)
+        except Exception:  # noqa: BLE001  the curves stay as drawn; the other views say what is wrong
+            return no_update
+        patch = Patch()
+        patch["data"].extend([trace.to_plotly_json() for trace in traces])
+        if note:
+            patch["layout"]["title"]["text"] = noted_title(figures.CURVES_TITLE, note)
+        return patch
 
     @app.callback(Output("store-message", "children"), [Input("campaign", "value"), Input("data-version", "data")])
     def message(campaign_name, _version):  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from lawfit.planning import FLOPS_PER_PARAM_TOKEN, plan_compute_optimal, plan_to
 from lawfit.result import FitResult
 
 MAX_POINTS_PER_CURVE = 200
+CURVES_TITLE = "Validation loss against tokens seen, with each law's prediction (MuPT Fig. 4-5)"
 LAW_DASH = {"chinchilla": "dot", "data_constrained": "dash", "dprime": "dashdot", "nd": "longdash", "sms": "solid"}
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -64,6 +65,10 @@ def _check_points(points: pd.DataFrame) -> None:
         raise FigureInputError("no loss points yet: the campaign has no finished evaluations")
 
 
+def _size_colours(points: pd.DataFrame) -> dict[float, str]:
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sorted(points["N"].unique()))}
+
+
 def _groups(points: pd.DataFrame) -> list[tuple[tuple[float, float], pd.DataFrame]]:
     return [(key, group) for key, group in points.groupby(["N", "U_D"], sort=True)]
 
@@ -72,10 +77,8 @@ def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: 
     """Validation loss against D per run, each (N, U_D) in its colour; each law's prediction over its runs."""
     _check_points(points)
     fig = go.Figure()
-    sizes = sorted(points["N"].unique())
-    colour = {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(sizes)}
+    colour = _size_colours(points)
     runs = list(points.groupby("run_id", sort=False))
-    legend_seen: set[str] = set()
     # One WebGL trace per model size, its runs separated by gaps: a thousand curves stay a handful of traces.
     by_size: dict[float, list[pd.DataFrame]] = {}
     for run_id, run in runs:
@@ -95,8 +98,18 @@ def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: 
             hovertemplate=f"N={n:.4g}, U_D=%{{customdata[1]:.4g}}<br>run %{{customdata[0]}}<br>D=%{{x:.4g}}<br>"
                           "loss=%{y:.4f}<extra></extra>",
         ))
-        legend_seen.add(name)
-    # Each law's predictions: one WebGL trace per (law, model size), its (N, U_D) curves joined by gaps.
+    fig.add_traces(law_traces(points, fits, train_max_n))
+    fig.update_layout(title=CURVES_TITLE,
+                      xaxis={"title": "tokens seen D", "type": "log"}, yaxis={"title": "validation loss", "type": "log"},
+                      template="plotly_white", height=520, legend={"itemsizing": "constant"})
+    return fig
+
+
+def law_traces(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None) -> list[go.Scattergl]:
+    """Each law's predictions over the curves: one WebGL trace per (law, model size), its (N, U_D) curves
+    joined by gaps; in the size's colour and the law's dash, thin for held-out sizes."""
+    colour = _size_colours(points)
+    traces = []
     for fit in fits:
         law = get_law(fit.law)
         lines: dict[float, list[np.ndarray]] = {}
@@ -105,22 +118,18 @@ def curves_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: 
             predicted = law.predict(fit.params, np.full_like(d, n), d, np.full_like(d, u))
             lines.setdefault(float(n), []).append(np.stack([d, predicted, np.full_like(d, u)], axis=1))
         label = f"{fit.law} law"
-        for n, parts in sorted(lines.items()):
+        for k, (n, parts) in enumerate(sorted(lines.items())):
             gap = np.full((1, 3), np.nan)
             joined = np.concatenate([block for part in parts for block in (part, gap)])
             held_out = train_max_n is not None and n > train_max_n
-            fig.add_trace(go.Scattergl(
-                x=joined[:, 0], y=joined[:, 1], mode="lines", name=label, legendgroup=label,
-                showlegend=label not in legend_seen, connectgaps=False, customdata=joined[:, 2:],
+            traces.append(go.Scattergl(
+                x=joined[:, 0], y=joined[:, 1], mode="lines", name=label, legendgroup=label, showlegend=k == 0,
+                connectgaps=False, customdata=joined[:, 2:],
                 line={"color": colour[n], "dash": LAW_DASH.get(fit.law, "solid"), "width": 1 if held_out else 2},
                 hovertemplate=f"{fit.law}: N={n:.3g}{' (held out)' if held_out else ''}, U_D=%{{customdata[0]:.3g}}"
                               "<br>D=%{x:.4g}<br>L̂=%{y:.4f}<extra></extra>",
             ))
-            legend_seen.add(label)
-    fig.update_layout(title="Validation loss against tokens seen, with each law's prediction (MuPT Fig. 4-5)",
-                      xaxis={"title": "tokens seen D", "type": "log"}, yaxis={"title": "validation loss", "type": "log"},
-                      template="plotly_white", height=520, legend={"itemsizing": "constant"})
-    return fig
+    return traces
 
 
 def _predictions(fit: FitResult, points: pd.DataFrame) -> np.ndarray:

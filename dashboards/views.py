@@ -17,6 +17,7 @@ from dashboards import figures
 from dashboards.data import LAWS, CampaignView, FitCache, fit_provenance, fits_for, view_points
 from lawfit.planning import ComputeOptimalPlan, plan_compute_optimal
 from lawfit.result import FitResult
+from lawfit.scoring import default_train_max_n
 
 VIEW_NAMES = ("progress", "comparison", "curves", "residuals", "iso_flop", "frontier", "overfitting")
 
@@ -103,12 +104,9 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache,
         return state["plan_fit"]  # type: ignore[return-value]
 
     def curves() -> go.Figure:
-        # The observed curves draw whether or not any law can be fitted yet (runs still landing, one size).
-        try:
-            drawn, train_max_n, note = fits()[0], fits()[1], ""
-        except (figures.FigureInputError, ValueError, ArithmeticError) as exc:
-            drawn, train_max_n, note = [], None, f"laws not drawn: {exc}"
-        fig = figures.curves_figure(view.points, drawn, train_max_n)
+        fig = curves_data_figure(view, settings)
+        traces, note = curves_law_overlay(view, settings, cache)
+        fig.add_traces(traces)
         return _noted(fig, note)
 
     def planned(build: Callable[[FitResult], go.Figure]) -> Callable[[], go.Figure]:
@@ -145,11 +143,34 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache,
     return {name: guarded(builders[name]) for name in names}
 
 
+def curves_data_figure(view: CampaignView, settings: ViewSettings) -> go.Figure:
+    """The curves view without the laws: it needs no fit, so it draws at once (and while runs land)."""
+    train_max_n = None
+    if settings.split == "held-out":
+        try:
+            train_max_n = default_train_max_n(view_points(view))
+        except ValueError:
+            pass  # nothing to fit yet: no size is held out
+    return figures.curves_figure(view.points, [], train_max_n)
+
+
+def curves_law_overlay(view: CampaignView, settings: ViewSettings, cache: FitCache) -> tuple[list[go.Scattergl], str]:
+    """The laws' traces over the curves, or none and the reason (no finished runs yet, one size, ...)."""
+    try:
+        fits, train_max_n = fits_for(view, settings.laws, settings.split, cache)
+    except (figures.FigureInputError, ValueError, ArithmeticError) as exc:
+        return [], f"laws not drawn: {exc}"
+    return figures.law_traces(view.points, fits, train_max_n), ""
+
+
+def noted_title(title: str, note: str) -> str:
+    return f"{title}<br><sup>{note}</sup>" if note else title
+
+
 def _noted(fig: go.Figure, note: str) -> go.Figure:
     """``note`` in small type under the figure's title (which fit a view shows, or why laws are missing)."""
     if note:
-        title = fig.layout.title.text or ""
-        fig.update_layout(title={"text": f"{title}<br><sup>{note}</sup>"}, margin={"t": 90})
+        fig.update_layout(title={"text": noted_title(fig.layout.title.text or "", note)}, margin={"t": 90})
     return fig
 
 

@@ -106,6 +106,11 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
         print(f"\ntime to first full render ({len(VIEW_NAMES)} views, fits made by the app): {render_s:.1f} s")
         for name in VIEW_NAMES:
             assert states[name]["traces"], f"{name} drew no data: {states[name]['notes']}"
+        # The curves draw first; the laws' lines (2 laws x 5 sizes) are patched in once fitted.
+        page.wait_for_function("document.querySelector('#fig-curves .js-plotly-plot').data.length === 15",
+                               timeout=120_000)
+        names = page.evaluate("[...new Set(document.querySelector('#fig-curves .js-plotly-plot').data.map(t => t.name))]")
+        assert {"chinchilla law", "sms law"} <= set(names)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dash-synthetic.png"), full_page=True)
 
