@@ -55,11 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sweeps.spec import SpecError
 
         input_errors += (SpecError,)
+    failures: tuple[type[Exception], ...] = ()
+    if args.command in ("campaign", "quickstart"):
+        from sweeps.campaign import CampaignError
+
+        failures += (CampaignError,)
     try:
         return int(args.handler(args))
     except input_errors as exc:
         print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except failures as exc:
+        print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"smslab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -20,9 +20,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from storage.tracking import Tracker, export_points
+    import sys
 
-    frame = Tracker(args.tracking_uri).read_points(args.campaign)
-    export_points(frame, args.out)
+    from storage.tracking import Tracker, export_points, sqlite_path
+
+    def error(message: str) -> int:
+        print(f"smslab runs export: error: {message}", file=sys.stderr)
+        return 2
+
+    path = sqlite_path(args.tracking_uri)
+    if path is not None and not path.is_file():
+        return error(f"--tracking-uri: no tracking store at {path}")  # opening it would create an empty one
+    tracker = Tracker(args.tracking_uri)
+    if tracker.experiment_id(args.campaign, create=False) is None:
+        known = sorted(e.name for e in tracker.client.search_experiments() if e.name != "Default")
+        return error(f"--campaign: no campaign {args.campaign!r} in {args.tracking_uri}; campaigns: {', '.join(known) or 'none'}")
+    frame = tracker.read_points(args.campaign)
+    try:
+        export_points(frame, args.out)
+    except (OSError, ValueError) as exc:
+        return error(f"--out {args.out}: cannot write the table: {exc}")
     print(f"{len(frame)} points of {frame['run_id'].nunique()} runs written to {args.out}")
     return 0

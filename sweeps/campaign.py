@@ -50,6 +50,10 @@ Say = Callable[[str], None]
 FLOPS_PER_PARAM_TOKEN = 6.0
 
 
+class CampaignError(RuntimeError):
+    """A campaign that cannot go on (too few runs finished to fit a law); the message says why (exit status 1)."""
+
+
 @dataclass(frozen=True)
 class RoundResult:
     number: int
@@ -211,7 +215,7 @@ def learning_rates(campaign: Campaign, say: Say) -> dict[str, float]:
                     study.tell(number, state=TrialState.FAIL)
         complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         if not complete:
-            raise RuntimeError(f"every learning-rate trial of preset {preset} failed; see {campaign.folder / 'runs'}")
+            raise CampaignError(f"every learning-rate trial of preset {preset} failed; see {campaign.folder / 'runs'}")
         chosen[preset] = float(study.best_params["lr"])
         say(f"learning rate for {preset}: {chosen[preset]:.3g} (best val loss {study.best_value:.4f} "
             f"over {len(complete)} trials)")
@@ -307,11 +311,15 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     for state in failed:
         say(f"run {state.run_id} failed and is left out: {state.error or 'see its state.json'}")
     spent = sum(run_cost_flops(campaign, s) for s in states)
+    sizes = len({s.spec.preset for s in finished})
+    if len(finished) < 3 or sizes < 2:
+        raise CampaignError(f"round {number}: only {len(finished)} finished runs over {sizes} model sizes; "
+                            "a law needs at least 3 runs over 2 sizes (see `smslab sweep status`)")
     points = _finished_points(campaign, states)
     sizes = len(points.sizes)
     if points.n_runs < 3 or sizes < 2:
-        raise RuntimeError(f"round {number}: only {points.n_runs} finished runs over {sizes} model sizes; "
-                           "a law needs at least 3 runs over 2 sizes (see `smslab sweep status`)")
+        raise CampaignError(f"round {number}: MLflow holds curves of only {points.n_runs} finished runs over {sizes} "
+                            f"model sizes ({tracking_uri_of(campaign)}); a law needs at least 3 runs over 2 sizes")
     loso = sizes >= 3
     say(f"round {number}: fitting {len(plan['laws'])} laws to {len(points)} points of {points.n_runs} runs "
         f"({sizes} sizes) ...")

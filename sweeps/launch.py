@@ -90,8 +90,9 @@ def read_run_state(campaign: Campaign, spec: RunSpec, jobs: Mapping[str, Mapping
         if len(lines) > 1:
             final_loss = float(lines[-1].split(",")[4])
     job = (jobs or {}).get(spec.run_id(), {})
-    return RunState(spec, folder, status, int(state.get("step", 0)), record.get("steps"), final_loss,
-                    state.get("error") or job.get("error"), job.get("job_id"))
+    error = state.get("error") or (state.get("reason") if status == "failed" else None) or job.get("error")
+    return RunState(spec, folder, status, int(state.get("step", 0)), record.get("steps"), final_loss, error,
+                    job.get("job_id"))
 
 
 class JobBook:

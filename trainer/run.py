@@ -312,7 +312,8 @@ def _train_unlocked(spec: RunSpec, prepared: Prepared, corpus_dir: Path, out: Pa
         raise
     final = json.loads(state_file.read_text())
     if tracking is not None and trainer.is_global_zero:
-        tracking[0].set_status(tracking[1], str(final["status"]))
+        error = str(final.get("reason", "")) if final["status"] == "failed" else None
+        tracking[0].set_status(tracking[1], str(final["status"]), error=error)  # type: ignore[attr-defined]
     return final
 
 

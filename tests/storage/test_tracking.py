@@ -81,6 +81,17 @@ def test_export_writes_parquet_and_csv(tmp_path: Path):
         assert "1 points of 1 runs" in proc.stdout
     assert pd.read_parquet(tmp_path / "points.parquet")["loss"].tolist() == [2.0]
     assert pd.read_csv(tmp_path / "points.csv")["run_id"].tolist() == ["x"]
+    missing = tmp_path / "typo" / "mlflow.db"
+    (tmp_path / "folder.csv").mkdir()
+    for args, message in ((("--tracking-uri", uri, "--campaign", "nope", "--out", str(tmp_path / "n.csv")),
+                           "--campaign: no campaign 'nope'"),
+                          (("--tracking-uri", f"sqlite:///{missing}", "--campaign", "camp", "--out", str(tmp_path / "n.csv")),
+                           "--tracking-uri: no tracking store at"),
+                          (("--tracking-uri", uri, "--campaign", "camp", "--out", str(tmp_path / "folder.csv")),
+                           "--out")):
+        proc = subprocess.run([sys.executable, "-m", "smslab", "runs", "export", *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not missing.parent.exists() and not (tmp_path / "n.csv").exists()
 
 
 def test_an_unknown_campaign_reads_as_an_empty_table(tmp_path: Path):

@@ -105,3 +105,15 @@ def test_campaign_fits_plans_proposes_and_survives_being_killed(small_corpus: Pa
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((campaign.folder / "jobs.json").read_text()) == jobs_after
     assert len(optuna.load_study(study_name="loop", storage=f"sqlite:///{campaign.folder / 'optuna.db'}").get_trials()) == len(trials)
+
+
+@pytest.mark.slow
+def test_a_campaign_whose_runs_all_fail_stops_with_a_message_not_a_traceback(small_corpus: Path, tmp_path: Path):
+    spec = tmp_path / "campaign.toml"
+    text = SPEC.format(corpus=small_corpus).replace('presets = ["tiny-0.1m", "tiny-0.3m", "tiny-1m"]',
+                                                     'presets = ["tiny-0.1m", "tiny-0.3m"]')
+    spec.write_text(text.replace("eval_every_tokens = 2048", "eval_every_tokens = 2048\nlr = 1e6"))  # diverges
+    done = run_campaign_cli(spec)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "only 0 finished runs" in done.stderr and "Traceback" not in done.stderr
+    assert "failed and is left out" in done.stderr
