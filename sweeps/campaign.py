@@ -11,7 +11,8 @@ One round:
    leave-one-size-out (with 3+ sizes) and take the best; bootstrap it over runs;
 4. plan N*, D*, epochs* for ``target_flops`` and ``unique_tokens``;
 5. stop when N*'s interval is narrower than ``tolerance`` (upper/lower),
-   when the campaign's compute (Σ 6·N·D of its runs) reaches ``budget_flops``,
+   when the campaign's compute (Σ 6·N·D of its runs, failed ones up to their last
+   step, and of its learning-rate search) reaches ``budget_flops``,
    or after ``max_rounds`` proposal rounds;
 6. otherwise propose: the run nearest the predicted optimum (the preset
    closest to N*, trained for the target budget on the fraction closest to
@@ -222,6 +223,21 @@ def learning_rates(campaign: Campaign, say: Say) -> dict[str, float]:
     return chosen
 
 
+def lr_search_flops(campaign: Campaign) -> float:
+    """6·N·D of every learning-rate trial the campaign ran: part of its compute budget."""
+    if campaign.lr_search is None or not (campaign.folder / "optuna.db").is_file():
+        return 0.0
+    lr_campaign = dataclasses.replace(campaign, name=f"{campaign.name}-lr-search")
+    spent = 0.0
+    for preset in campaign.grid["presets"]:
+        study = _study(campaign, f"{campaign.name}/lr/{preset}")
+        for trial in study.get_trials(deepcopy=False):
+            if "lr" in trial.params:
+                state = read_run_state(lr_campaign, _lr_spec(campaign, preset, trial.params["lr"]))
+                spent += run_cost_flops(campaign, state)
+    return spent
+
+
 def _lr_spec(campaign: Campaign, preset: str, lr: float) -> RunSpec:
     search = campaign.lr_search or {}
     final_lr = campaign.train.get("final_lr", RunSpec.__dataclass_fields__["final_lr"].default)
@@ -248,6 +264,7 @@ def run_campaign(campaign: Campaign, say: Say = print) -> CampaignOutcome:
         raise SpecError(f"{campaign.source}: a campaign needs a [plan] table (target_flops, budget_flops, ...)")
     plan = campaign.plan
     rates = learning_rates(campaign, say)
+    searched_flops = lr_search_flops(campaign)
     book = RunRecordBook(campaign)
     for spec in campaign.runs:
         spec = with_learning_rate(spec, rates)
@@ -266,7 +283,7 @@ def run_campaign(campaign: Campaign, say: Say = print) -> CampaignOutcome:
             "finished before)")
         states = launch(campaign, specs, progress=progress_printer(len(specs)))
         book.tell(states)
-        result = _fit_round(campaign, book, states, round_number, say)
+        result = _fit_round(campaign, book, states, round_number, say, searched_flops)
         rounds.append(result)
         if result.stop is not None:
             stop = result.stop
@@ -296,7 +313,7 @@ def _finished_points(campaign: Campaign, states: Sequence[RunState]):  # type: i
 
 
 def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunState], number: int,
-               say: Say) -> RoundResult:
+               say: Say, searched_flops: float = 0.0) -> RoundResult:
     from lawfit.bootstrap import bootstrap_fit
     from lawfit.fit import FitOptions, fit_law
     from lawfit.planning import plan_compute_optimal
@@ -310,7 +327,8 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     failed = [s for s in states if s.status == "failed"]
     for state in failed:
         say(f"run {state.run_id} failed and is left out: {state.error or 'see its state.json'}")
-    spent = sum(run_cost_flops(campaign, s) for s in states)
+    # The campaign's compute: every run it launched (failed ones up to where they stopped) and its lr search.
+    spent = sum(run_cost_flops(campaign, s) for s in states) + searched_flops
     sizes = len({s.spec.preset for s in finished})
     if len(finished) < 3 or sizes < 2:
         raise CampaignError(f"round {number}: only {len(finished)} finished runs over {sizes} model sizes; "
@@ -367,7 +385,8 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
         next_step = ["", f"Stopped: {stop}."]
     report = "\n".join([
         f"# Campaign {campaign.name}, round {number}", "",
-        f"runs finished {len(finished)}, failed {len(failed)}; compute spent {spent:.4g} of {plan['budget_flops']:.4g} FLOPs",
+        f"runs finished {len(finished)}, failed {len(failed)}; compute spent {spent:.4g} of {plan['budget_flops']:.4g} FLOPs"
+        + (f" ({searched_flops:.4g} of it by the learning-rate search)" if searched_flops else ""),
         "", "```", table, "```", "", "```", plan_report(best, compute_plan), "```", "",
         f"N* interval upper/lower: {ratio:.3g} (tolerance {plan['tolerance']:g})" if ratio else "no interval",
         *next_step, "",

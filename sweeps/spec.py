@@ -28,7 +28,7 @@ A spec file::
     target_flops = 2e14      # the FLOP budget the recommendation is for
     unique_tokens = 0        # U_D to plan for; 0: the largest grid fraction's U_D
     tolerance = 2.0          # stop when the N* interval's upper/lower ratio is at most this
-    budget_flops = 1e15      # the campaign's own compute (Σ 6·N·D over its runs); stop when spent
+    budget_flops = 1e15      # the campaign's own compute (Σ 6·N·D over its runs and lr search); stop when spent
     max_rounds = 3           # proposal rounds after the grid
     runs_per_round = 2
     bootstrap = 100          # resamples of the runs per round

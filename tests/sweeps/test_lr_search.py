@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from storage.tracking import Tracker
-from sweeps.campaign import learning_rates, with_learning_rate
+from sweeps.campaign import learning_rates, lr_search_flops, with_learning_rate
 from sweeps.launch import tracking_uri_of
 from sweeps.spec import load_campaign
 
@@ -60,6 +60,11 @@ def test_learning_rate_search_runs_tpe_trials_and_the_grid_uses_the_best_rate(sm
     grid_spec = with_learning_rate(campaign.runs[0], rates)
     assert grid_spec.lr == rates["tiny-0.1m"]
     assert grid_spec.final_lr / grid_spec.lr == pytest.approx(campaign.runs[0].final_lr / campaign.runs[0].lr)
+    # Its compute counts against the campaign's budget: 3 trials x 6·N·4096 tokens.
+    from trainer.run import prepare
+
+    n_params = prepare(campaign.runs[0], campaign.corpus).n_params
+    assert lr_search_flops(campaign) == pytest.approx(3 * 6 * n_params * 4096)
     # Asking again finds the study complete: nothing is trained twice.
     assert learning_rates(campaign, said.append) == rates
     assert len(study.get_trials()) == 3
