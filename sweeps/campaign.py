@@ -247,11 +247,16 @@ def _lr_spec(campaign: Campaign, preset: str, lr: float) -> RunSpec:
     return RunSpec(**fields)
 
 
-def with_learning_rate(spec: RunSpec, rates: dict[str, float]) -> RunSpec:
-    if spec.preset not in rates:
+def with_rate(spec: RunSpec, rate: float) -> RunSpec:
+    """``spec`` at peak learning rate ``rate``, its final rate scaled alike. Every spec of a campaign gets
+    its rate here, so the same run always gets the same floats (and so the same run id)."""
+    if rate == spec.lr:
         return spec
-    ratio = spec.final_lr / spec.lr
-    return dataclasses.replace(spec, lr=rates[spec.preset], final_lr=rates[spec.preset] * ratio)
+    return dataclasses.replace(spec, lr=rate, final_lr=rate * (spec.final_lr / spec.lr))
+
+
+def with_learning_rate(spec: RunSpec, rates: dict[str, float]) -> RunSpec:
+    return with_rate(spec, rates[spec.preset]) if spec.preset in rates else spec
 
 
 def run_campaign(campaign: Campaign, say: Say = print) -> CampaignOutcome:
@@ -435,10 +440,7 @@ def _candidate_specs(campaign: Campaign, rates: dict[str, float]) -> list[RunSpe
         for fraction in campaign.grid["fractions"]:
             for e in epochs:
                 spec = dataclasses.replace(base, preset=preset, fraction=fraction, epochs=float(e), tokens=None)
-                rate = rates.get(preset)
-                if rate is not None:
-                    spec = dataclasses.replace(spec, lr=rate, final_lr=rate * base.final_lr / base.lr)
-                out.append(spec)
+                out.append(with_learning_rate(spec, rates))
     return out
 
 
@@ -470,8 +472,7 @@ def _propose(campaign: Campaign, book: RunRecordBook, number: int, fit, compute_
     fraction = min(fractions, key=lambda f: abs(math.log(fractions[f]) - math.log(unique))) if unique else max(fractions)
     tokens = int(plan["target_flops"] / (FLOPS_PER_PARAM_TOKEN * sizes[nearest]))
     optimum = dataclasses.replace(base, preset=nearest, fraction=fraction, epochs=None, tokens=tokens)
-    if nearest in rates:
-        optimum = dataclasses.replace(optimum, lr=rates[nearest], final_lr=rates[nearest] * base.final_lr / base.lr)
+    optimum = with_learning_rate(optimum, rates)
     try:
         candidate = describe(optimum, "predicted optimum", {"n_opt": compute_plan.n_opt})
     except Exception:  # noqa: BLE001  a budget the corpus/preset cannot run (e.g. fewer tokens than one step)

@@ -117,3 +117,19 @@ def test_a_campaign_whose_runs_all_fail_stops_with_a_message_not_a_traceback(sma
     assert done.returncode == 1, done.stderr[-3000:]
     assert "only 0 finished runs" in done.stderr and "Traceback" not in done.stderr
     assert "failed and is left out" in done.stderr
+
+
+def test_a_candidate_run_equal_to_a_grid_run_has_its_run_id_whatever_the_learning_rate(small_corpus: Path,
+                                                                                       tmp_path: Path):
+    from sweeps.campaign import _candidate_specs, with_learning_rate
+
+    spec = tmp_path / "campaign.toml"
+    spec.write_text(SPEC.format(corpus=small_corpus).replace("eval_every_tokens = 2048",
+                                                             "eval_every_tokens = 2048\nlr = 1e-2\nfinal_lr = 1e-4"))
+    campaign = load_campaign(spec)
+    rng = __import__("random").Random(0)
+    for _ in range(50):
+        rates = {p: 10 ** rng.uniform(-4, -1) for p in campaign.grid["presets"]}
+        grid = {with_learning_rate(s, rates).run_id() for s in campaign.runs}
+        candidates = {s.run_id() for s in _candidate_specs(campaign, rates)}
+        assert grid <= candidates  # so a finished grid run is known, never proposed again
