@@ -100,6 +100,9 @@ def recorded_specs(campaign: Campaign) -> list[RunSpec]:
     return [RunSpec(**json.loads(t.user_attrs["spec"])) for t in study.get_trials(deepcopy=False) if "spec" in t.user_attrs]
 
 
+RECORD_KEYS = {"run_id", "spec", "round", "reason", "N", "U_D"}
+
+
 class RunRecordBook:
     """The campaign's runs as Optuna trials: asked when proposed, told when they end."""
 
@@ -110,9 +113,14 @@ class RunRecordBook:
         self.study = _study(campaign, campaign.name)
         self.optuna = optuna
         self.trials: dict[str, Any] = {}
+        from optuna.trial import TrialState
+
         for trial in self.study.get_trials(deepcopy=False):
-            if "run_id" in trial.user_attrs:
+            if RECORD_KEYS <= set(trial.user_attrs):
                 self.trials[trial.user_attrs["run_id"]] = trial
+            elif trial.state in (TrialState.RUNNING, TrialState.WAITING):
+                # A record cut short by a kill (written by an older smslab one attribute at a time).
+                self.study.tell(trial.number, state=TrialState.FAIL)
 
     def specs(self, up_to_round: int | None = None) -> list[RunSpec]:
         """The recorded runs in the order they were asked; with ``up_to_round``, those of rounds 0..k."""
@@ -145,19 +153,25 @@ class RunRecordBook:
         run_id = spec.run_id()
         if run_id in self.trials:
             return
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+        from optuna.trial import TrialState, create_trial
+
         from trainer.presets import PRESETS
 
-        # Enqueued values are what the trial's suggestions return: the proposal, recorded with
-        # the same distributions for every trial (Optuna refuses a categorical that changes).
-        self.study.enqueue_trial({"preset": spec.preset, "fraction": spec.fraction, "tokens": float(tokens)})
-        trial = self.study.ask()
-        trial.suggest_categorical("preset", sorted(PRESETS))
-        trial.suggest_float("fraction", 1e-9, 1.0, log=True)
-        trial.suggest_float("tokens", 1.0, 1e18, log=True)
-        for key, value in (("run_id", run_id), ("spec", json.dumps(asdict(spec), sort_keys=True)),
-                           ("round", round_number), ("reason", reason), ("N", n_params), ("U_D", unique_tokens)):
-            trial.set_user_attr(key, value)
-        self.trials[run_id] = self.study.trials[trial.number]
+        # One write: the whole record of the run lands in the study, or none of it (a kill cannot leave
+        # half a record). The same distributions for every trial (Optuna refuses a categorical that changes).
+        trial = create_trial(
+            state=TrialState.RUNNING,
+            params={"preset": spec.preset, "fraction": spec.fraction, "tokens": float(tokens)},
+            distributions={"preset": CategoricalDistribution(sorted(PRESETS)),
+                           "fraction": FloatDistribution(1e-9, 1.0, log=True),
+                           "tokens": FloatDistribution(1.0, 1e18, log=True)},
+            user_attrs={"run_id": run_id, "spec": json.dumps(asdict(spec), sort_keys=True), "round": round_number,
+                        "reason": reason, "N": n_params, "U_D": unique_tokens},
+        )
+        self.study.add_trial(trial)
+        self.trials[run_id] = next(t for t in reversed(self.study.get_trials(deepcopy=False))
+                                   if t.user_attrs.get("run_id") == run_id)
 
     def tell(self, states: Sequence[RunState]) -> None:
         from optuna.trial import TrialState
@@ -199,6 +213,9 @@ def learning_rates(campaign: Campaign, say: Say) -> dict[str, float]:
     for preset in campaign.grid["presets"]:
         study = _study(campaign, f"{campaign.name}/lr/{preset}", optuna.samplers.TPESampler(seed=0))
         while True:
+            for t in study.get_trials(deepcopy=False):
+                if t.state == TrialState.RUNNING and "lr" not in t.params:  # asked, then killed before its rate
+                    study.tell(t.number, state=TrialState.FAIL)
             pending = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
             done = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.FAIL)]
             while len(pending) + len(done) < search["trials"] and len(pending) < parallel:
@@ -374,9 +391,11 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     stop = _stop_reason(plan, ratio, spent, number)
     proposals: list[dict[str, Any]] = []
     if stop is None:
-        # A restarted campaign takes the proposals its record already holds for the next round.
-        proposals = book.recorded_proposals(number + 1) or _propose(
-            campaign, book, number, best, compute_plan, plan["budget_flops"] - spent, rates_of(book))
+        # A restarted campaign takes the proposals this round saved (before any was recorded in the study),
+        # else those its record holds, else it proposes.
+        proposals = (_saved_proposals(folder / "proposals.json") or book.recorded_proposals(number + 1)
+                     or _propose(campaign, book, number, best, compute_plan, plan["budget_flops"] - spent,
+                                 rates_of(book), say))
         if not proposals:
             stop = "no proposal fits in the remaining compute budget"
     if stop is None:
@@ -404,6 +423,14 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     return RoundResult(number, len(finished), len(failed), spent, best.law, compute_plan.n_opt,
                        (lo, hi) if compute_plan.interval else None, ratio, tuple(proposals), folder, stop,
                        compute_plan.to_dict())
+
+
+def _saved_proposals(path: Path) -> list[dict[str, Any]]:
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return saved if isinstance(saved, list) else []
 
 
 def _stop_reason(plan: Mapping[str, Any], ratio: float | None, spent: float, number: int) -> str | None:
@@ -445,8 +472,9 @@ def _candidate_specs(campaign: Campaign, rates: dict[str, float]) -> list[RunSpe
 
 
 def _propose(campaign: Campaign, book: RunRecordBook, number: int, fit, compute_plan,  # type: ignore[no-untyped-def]
-             remaining_flops: float, rates: dict[str, float]) -> list[dict[str, Any]]:
+             remaining_flops: float, rates: dict[str, float], say: Say) -> list[dict[str, Any]]:
     from lawfit.design import Candidate, choose_runs
+    from trainer.run import RunError
 
     plan = campaign.plan
     assert plan is not None
@@ -473,14 +501,21 @@ def _propose(campaign: Campaign, book: RunRecordBook, number: int, fit, compute_
     tokens = int(plan["target_flops"] / (FLOPS_PER_PARAM_TOKEN * sizes[nearest]))
     optimum = dataclasses.replace(base, preset=nearest, fraction=fraction, epochs=None, tokens=tokens)
     optimum = with_learning_rate(optimum, rates)
+    label = f"the predicted optimum ({nearest}, {tokens:,} tokens on fraction {fraction:g})"
     try:
         candidate = describe(optimum, "predicted optimum", {"n_opt": compute_plan.n_opt})
-    except Exception:  # noqa: BLE001  a budget the corpus/preset cannot run (e.g. fewer tokens than one step)
-        candidate = None
-    if candidate and optimum.run_id() not in known and candidate["cost_flops"] <= remaining_flops:
-        proposals.append(candidate)
-        remaining_flops -= candidate["cost_flops"]
-        known.add(optimum.run_id())
+    except RunError as exc:  # a budget the corpus or preset cannot run (e.g. fewer tokens than one step)
+        say(f"round {number}: {label} is not proposed: {exc}")
+    else:
+        if optimum.run_id() in known:
+            say(f"round {number}: {label} was run already")
+        elif candidate["cost_flops"] > remaining_flops:
+            say(f"round {number}: {label} is not proposed: it costs {candidate['cost_flops']:.3g} FLOPs, "
+                f"{remaining_flops:.3g} are left in the budget")
+        else:
+            proposals.append(candidate)
+            remaining_flops -= candidate["cost_flops"]
+            known.add(optimum.run_id())
     # The runs that narrow N*'s interval most per FLOP.
     count = plan["runs_per_round"] - len(proposals)
     if count > 0 and fit.bootstrap is not None:
@@ -490,7 +525,7 @@ def _propose(campaign: Campaign, book: RunRecordBook, number: int, fit, compute_
                 continue
             try:
                 pool[spec.run_id()] = describe(spec, "narrows N*", {})
-            except Exception:  # noqa: BLE001  combinations the corpus cannot run are not candidates
+            except RunError:  # combinations the corpus cannot run are not candidates
                 continue
         candidates = [Candidate(k, float(v["N"]), float(v["tokens"]), float(v["U_D"])) for k, v in pool.items()]
         chosen = choose_runs(fit, candidates, compute_plan.flops, compute_plan.unique_tokens, count, remaining_flops)

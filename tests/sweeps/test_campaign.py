@@ -133,3 +133,22 @@ def test_a_candidate_run_equal_to_a_grid_run_has_its_run_id_whatever_the_learnin
         grid = {with_learning_rate(s, rates).run_id() for s in campaign.runs}
         candidates = {s.run_id() for s in _candidate_specs(campaign, rates)}
         assert grid <= candidates  # so a finished grid run is known, never proposed again
+
+
+def test_a_record_cut_short_by_a_kill_is_marked_failed_and_the_run_asked_again(small_corpus: Path, tmp_path: Path):
+    import optuna
+
+    from sweeps.campaign import RunRecordBook, _study
+
+    spec = tmp_path / "campaign.toml"
+    spec.write_text(SPEC.format(corpus=small_corpus))
+    campaign = load_campaign(spec)
+    run = campaign.runs[0]
+    half = _study(campaign, campaign.name).ask()  # what a kill between two attribute writes left behind
+    half.set_user_attr("run_id", run.run_id())
+    book = RunRecordBook(campaign)
+    assert book.trials == {} and book.study.trials[half.number].state == optuna.trial.TrialState.FAIL
+    book.ask(run, 0, "grid", 1000, 2000, 3000)
+    again = RunRecordBook(campaign)
+    assert again.specs() == [run] and again.recorded_proposals(0)[0]["tokens"] == 3000
+    assert again.trials[run.run_id()].state == optuna.trial.TrialState.RUNNING
