@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lawfit.errors import LawfitInputError
 
     input_errors: tuple[type[Exception], ...] = (LawfitInputError, CorpusInputError)
+    if args.command in ("train", "sweep", "campaign", "quickstart", "runs"):
+        from storage.tracking import StorageError
+
+        input_errors += (StorageError,)
     if args.command in ("train", "sweep", "campaign", "quickstart"):
         from trainer.run import RunError
 
@@ -56,10 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         input_errors += (SpecError,)
     failures: tuple[type[Exception], ...] = ()
-    if args.command in ("campaign", "quickstart"):
+    if args.command in ("sweep", "campaign", "quickstart"):
         from sweeps.campaign import CampaignError
+        from sweeps.launch import CampaignBusyError
 
-        failures += (CampaignError,)
+        failures += (CampaignError, CampaignBusyError)
     try:
         return int(args.handler(args))
     except input_errors as exc:
@@ -71,3 +76,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"smslab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if not environment_failure(exc):
+            raise  # a bug of smslab's own: the traceback is what a report needs
+        print(f"smslab {args.command}: error: {type(exc).__name__}: {str(exc).strip()[:2000]}", file=sys.stderr)
+        return 1
+
+
+def environment_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of what smslab talks to (a file, a tracking store or server, the Optuna
+    database, the scheduler) rather than of its own code: the user gets a message, not a traceback."""
+    import sqlite3
+    import subprocess
+
+    kinds: list[type[BaseException]] = [OSError, sqlite3.Error, subprocess.SubprocessError]
+    for module, name in (("mlflow.exceptions", "MlflowException"), ("sqlalchemy.exc", "SQLAlchemyError"),
+                         ("optuna.exceptions", "OptunaError"), ("submitit.core.utils", "FailedSubmissionError"),
+                         ("submitit.core.utils", "FailedJobError"), ("requests.exceptions", "RequestException")):
+        loaded = sys.modules.get(module)  # only libraries the command has loaded can have raised
+        if loaded is not None and hasattr(loaded, name):
+            kinds.append(getattr(loaded, name))
+    return isinstance(exc, tuple(kinds))

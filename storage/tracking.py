@@ -79,6 +79,26 @@ class RunRecord:
     kind: str = "train"  # "train": a training run with a curve; "campaign": a campaign's own record (artifacts)
 
 
+class StorageError(ValueError):
+    """A tracking URI that cannot be a store; the message names it (exit status 2)."""
+
+
+def _check_sqlite_store(path: Path) -> None:
+    """An existing SQLite file must be an MLflow store: MLflow would otherwise add its tables to any database."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{path}: not a SQLite database ({exc})") from None
+    if tables and "experiments" not in tables:
+        raise StorageError(f"{path}: a SQLite database but not an MLflow tracking store (it has no experiments table)")
+
+
 class Tracker:
     """One tracking store (an MLflow tracking URI)."""
 
@@ -90,6 +110,7 @@ class Tracker:
         if path is None:
             self.client = MlflowClient(tracking_uri)
             return
+        _check_sqlite_store(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The first client to open a new SQLite store creates its schema (alembic migrations);
         # two doing it at once corrupt the version table, so creation is serialised by a file lock.

@@ -49,6 +49,7 @@ from trainer.run import RunSpec, prepare
 
 Say = Callable[[str], None]
 FLOPS_PER_PARAM_TOKEN = 6.0
+RECORD_KEYS = {"run_id", "spec", "round", "reason", "N", "U_D"}  # a run's whole record in its Optuna trial
 
 
 class CampaignError(RuntimeError):
@@ -92,15 +93,44 @@ def _study(campaign: Campaign, name: str, sampler: Any = None):  # type: ignore[
                                direction="minimize", sampler=sampler)
 
 
+def _existing_study(campaign: Campaign, name: str):  # type: ignore[no-untyped-def]
+    """The study ``name`` if the campaign's record holds it (read only: nothing is created); else None."""
+    import optuna
+
+    if not (campaign.folder / "optuna.db").is_file():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=name, storage=optuna_storage(campaign))
+    except KeyError:  # no such study
+        return None
+
+
 def recorded_specs(campaign: Campaign) -> list[RunSpec]:
     """Every run the campaign's study holds (grid and proposals), in the order they were asked."""
-    if not (campaign.folder / "optuna.db").is_file():
+    study = _existing_study(campaign, campaign.name)
+    if study is None:
         return []
-    study = _study(campaign, campaign.name)
-    return [RunSpec(**json.loads(t.user_attrs["spec"])) for t in study.get_trials(deepcopy=False) if "spec" in t.user_attrs]
+    return [RunSpec(**json.loads(t.user_attrs["spec"])) for t in study.get_trials(deepcopy=False)
+            if RECORD_KEYS <= set(t.user_attrs)]
 
 
-RECORD_KEYS = {"run_id", "spec", "round", "reason", "N", "U_D"}
+def searched_rates(campaign: Campaign) -> dict[str, float]:
+    """The learning rate an earlier [lr_search] chose for each preset whose search is complete (read only)."""
+    from optuna.trial import TrialState
+
+    if campaign.lr_search is None:
+        return {}
+    rates = {}
+    for preset in campaign.grid["presets"]:
+        study = _existing_study(campaign, f"{campaign.name}/lr/{preset}")
+        if study is None:
+            continue
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if complete and len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.FAIL)]) >= campaign.lr_search["trials"]:
+            rates[preset] = float(study.best_params["lr"])
+    return rates
 
 
 class RunRecordBook:

@@ -19,11 +19,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         ),
     )
     launch.add_argument("spec", help="the grid spec file (TOML)")
+    launch.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the spec's, else SQLite in "
+                        "the campaign folder)")
     launch.add_argument("--no-wait", action="store_true", help="return once submitted (Slurm) instead of waiting")
     launch.add_argument("--retry-failed", action="store_true", help="launch runs that failed before again")
     launch.set_defaults(handler=run_launch)
     status = sweep_cmds.add_parser("status", help="each run's state from its folder, submitit and MLflow")
     status.add_argument("spec", help="the grid spec file (TOML)")
+    status.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the spec's)")
     status.set_defaults(handler=run_status)
 
     campaign = subparsers.add_parser("campaign", help="run a scaling-law campaign: grid, fit, plan, propose, repeat")
@@ -38,6 +41,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         ),
     )
     run.add_argument("spec", help="the campaign spec file (TOML with a [plan] table)")
+    run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the spec's, else SQLite in "
+                     "the campaign folder)")
     run.set_defaults(handler=run_campaign)
 
 
@@ -69,15 +74,29 @@ def progress_printer(total: int):  # type: ignore[no-untyped-def]
     return show
 
 
-def run_launch(args: argparse.Namespace) -> int:
-    from sweeps.launch import launch
+def load(args: argparse.Namespace, check_corpus: bool = True):  # type: ignore[no-untyped-def]
+    """The spec file's campaign, with ``--tracking-uri`` over the spec's."""
+    import dataclasses
+
     from sweeps.spec import load_campaign
 
-    campaign = load_campaign(args.spec)
+    campaign = load_campaign(args.spec, check_corpus=check_corpus)
+    return dataclasses.replace(campaign, tracking_uri=args.tracking_uri) if args.tracking_uri else campaign
+
+
+def run_launch(args: argparse.Namespace) -> int:
+    from sweeps.campaign import learning_rates, with_learning_rate
+    from sweeps.launch import campaign_lock, launch
+
+    campaign = load(args)
     _say(f"campaign {campaign.name}: {len(campaign.runs)} runs, launcher {campaign.launcher.get('kind', 'local')}, "
          f"folder {campaign.folder}")
-    states = launch(campaign, wait=not args.no_wait, retry_failed=args.retry_failed,
-                    progress=progress_printer(len(campaign.runs)))
+    with campaign_lock(campaign):
+        # With [lr_search], the grid's runs are those at each preset's searched rate (searched first if need be).
+        rates = learning_rates(campaign, _say)
+        specs = [with_learning_rate(spec, rates) for spec in campaign.runs]
+        states = launch(campaign, specs, wait=not args.no_wait, retry_failed=args.retry_failed,
+                        progress=progress_printer(len(specs)))
     print_status(states, {})
     return 0 if all(s.status == "finished" for s in states) or args.no_wait else 1
 
@@ -98,12 +117,13 @@ def print_status(states, scheduler: dict[str, str]) -> None:  # type: ignore[no-
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from sweeps.campaign import searched_rates, with_learning_rate
     from sweeps.launch import JobBook, read_run_state, submitit_states, tracking_uri_of
-    from sweeps.spec import load_campaign
 
-    campaign = load_campaign(args.spec)
+    campaign = load(args, check_corpus=False)  # the state of the runs can be read without the corpus
     book = JobBook(campaign)
-    specs = list(campaign.runs) + [s for s in _proposed_specs(campaign) if s not in campaign.runs]
+    grid = [with_learning_rate(spec, searched_rates(campaign)) for spec in campaign.runs]
+    specs = grid + [s for s in _proposed_specs(campaign) if s not in grid]
     states = [read_run_state(campaign, spec, book.jobs) for spec in specs]
     scheduler = submitit_states(campaign, states)
     print_status(states, scheduler)
@@ -139,9 +159,10 @@ def _proposed_specs(campaign):  # type: ignore[no-untyped-def]
 
 def run_campaign(args: argparse.Namespace) -> int:
     from sweeps.campaign import run_campaign as run
-    from sweeps.spec import load_campaign
+    from sweeps.launch import campaign_lock
 
-    campaign = load_campaign(args.spec)
-    outcome = run(campaign, say=_say)
+    campaign = load(args)
+    with campaign_lock(campaign):
+        outcome = run(campaign, say=_say)
     print(outcome.report)
     return 0

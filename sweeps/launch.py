@@ -20,11 +20,13 @@ can ask submitit (and through it ``sacct``) about them later.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,13 +88,42 @@ def read_run_state(campaign: Campaign, spec: RunSpec, jobs: Mapping[str, Mapping
     final_loss = None
     curve = folder / "curve.csv"
     if curve.is_file():
-        lines = curve.read_text().strip().splitlines()
-        if len(lines) > 1:
-            final_loss = float(lines[-1].split(",")[4])
+        # The trainer may be appending a line right now: the last whole line is the latest point.
+        for line in reversed(curve.read_text().splitlines()[1:]):
+            try:
+                final_loss = float(line.split(",")[4])
+                break
+            except (IndexError, ValueError):
+                continue
     job = (jobs or {}).get(spec.run_id(), {})
     error = state.get("error") or (state.get("reason") if status == "failed" else None) or job.get("error")
     return RunState(spec, folder, status, int(state.get("step", 0)), record.get("steps"), final_loss, error,
                     job.get("job_id"))
+
+
+class CampaignBusyError(RuntimeError):
+    """Another smslab process is launching this campaign now (exit status 1)."""
+
+
+@contextmanager
+def campaign_lock(campaign: Campaign) -> Iterator[None]:
+    """Hold ``<folder>/.campaign.lock`` while launching: two launchers of one campaign would submit the same
+    runs twice and overwrite each other's ``jobs.json``. The lock dies with its process."""
+    campaign.folder.mkdir(parents=True, exist_ok=True)
+    path = campaign.folder / ".campaign.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CampaignBusyError(f"{campaign.folder}: another smslab process (pid {holder}) is launching campaign "
+                                    f"{campaign.name!r}; wait for it or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
 
 
 class JobBook:
@@ -160,7 +191,7 @@ def _cost_estimate(campaign: Campaign, spec: RunSpec) -> float:
     """N·D of the run (its FLOPs / 6): the order to start runs in."""
     from trainer.run import prepare
 
-    prepared = prepare(spec, campaign.corpus)
+    prepared = prepare(spec, campaign.corpus_for(spec))
     return float(prepared.n_params_with_embeddings) * prepared.plan.total_tokens
 
 
@@ -211,7 +242,7 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
     def arguments(spec: RunSpec) -> tuple[object, ...]:
         folder = run_folder(campaign, spec)
         folder.mkdir(parents=True, exist_ok=True)
-        return job_arguments(spec, campaign.corpus, folder, uri, campaign.name, devices, threads)
+        return job_arguments(spec, campaign.corpus_for(spec), folder, uri, campaign.name, devices, threads)
 
     def submitted(spec: RunSpec, job: Any) -> None:
         active[spec.run_id()] = (spec, job)
@@ -232,7 +263,7 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
     max_parallel = max(1, int(campaign.launcher.get("max_parallel", 1)))
     results: dict[str, RunState] = {}
     while todo or active or watching:
-        while todo and len(active) < max_parallel:
+        while todo and len(active) + len(watching) < max_parallel:  # runs an earlier launch left going count too
             spec = todo.pop(0)
             submitted(spec, executor.submit(TrainJob(), *arguments(spec)))
         for run_id, (spec, job) in list(active.items()):
@@ -242,9 +273,14 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001  the job's own error: record it, go on without the run
+                if folder_in_use(run_folder(campaign, spec)):
+                    watching.append(spec)  # another launcher's job trains it (ours found it busy): wait for that
+                    say(read_run_state(campaign, spec, book.jobs), "already running")
+                    continue
                 error = f"{type(exc).__name__}: {str(exc).strip()[-2000:]}"
-                book.record(run_id, error=error)
-                _record_job_failure(campaign, spec, error)
+                failures = int(book.jobs.get(run_id, {}).get("failures", 0)) + 1
+                book.record(run_id, error=error, failures=failures)
+                _record_job_failure(campaign, spec, error, failures)
             state = read_run_state(campaign, spec, book.jobs)
             results[run_id] = state
             say(state, "done")
@@ -281,16 +317,22 @@ def _queued_slurm_job(campaign: Campaign, job: Mapping[str, Any]):  # type: igno
     return slurm_job if state.split()[0] in SLURM_LIVE_STATES else None
 
 
-def _record_job_failure(campaign: Campaign, spec: RunSpec, error: str) -> None:
+MAX_JOB_FAILURES = 3
+
+
+def _record_job_failure(campaign: Campaign, spec: RunSpec, error: str, failures: int = 1) -> None:
     """A job that died outside the trainer's own handling (before training, or killed): the run
-    folder says failed, with the job's error, so the campaign goes on without it."""
+    folder says failed, with the job's error, so the campaign goes on without it. A checkpointed
+    run stays resumable, unless its jobs keep failing (``MAX_JOB_FAILURES``)."""
     folder = run_folder(campaign, spec)
     state = _read_json(folder / "state.json")
     if state.get("status") in TERMINAL or folder_in_use(folder):
         return
-    if state.get("status") == "interrupted" and "timed-out too many times" not in error:
-        return  # checkpointed and resumable: a relaunch resumes it
-    record = {**state, "status": "failed", "reason": "job", "error": error}
+    resumable = state.get("status") == "interrupted" and "timed-out too many times" not in error
+    if resumable and failures < MAX_JOB_FAILURES:
+        return  # checkpointed: a relaunch resumes it
+    record = {**state, "status": "failed", "reason": "job" if failures < MAX_JOB_FAILURES else f"{failures} jobs failed",
+              "error": error}
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".state.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record, indent=2))

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from corpus.shards import BuildConfig, build_corpus
     from corpus.sources import music21_files
     from sweeps.campaign import run_campaign
+    from sweeps.launch import campaign_lock
     from sweeps.spec import load_campaign
 
     started = time.perf_counter()
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     campaign = load_campaign(spec_path)
     _say(f"[2/2] campaign {campaign.name}: {len(campaign.runs)} grid runs, up to {campaign.launcher['max_parallel']} "
          f"at a time; MLflow store {campaign.folder / 'mlflow.db'}")
-    outcome = run_campaign(campaign, say=_say)
+    with campaign_lock(campaign):
+        outcome = run_campaign(campaign, say=_say)
     print()
     print(outcome.report)
     print(f"\nfolder: {out}   (smslab sweep status {spec_path}; smslab runs export --tracking-uri "

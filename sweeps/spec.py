@@ -4,7 +4,8 @@ A spec file::
 
     [campaign]
     name = "demo"            # the MLflow experiment
-    corpus = "corpus"        # a built corpus folder (relative to this file)
+    corpus = "corpus"        # a built corpus folder (relative to this file), or one per data mix:
+                             # corpora = {abc = "corpus-abc", "abc+bach" = "corpus-all"}
     folder = "runs"          # where run folders and the embedded tracking store go
     tracking_uri = ""        # empty: sqlite in the campaign folder
 
@@ -63,7 +64,14 @@ from typing import Any
 
 from trainer.run import RunSpec
 
-CAMPAIGN_KEYS = {"name": str, "corpus": str, "folder": str, "tracking_uri": str}
+CAMPAIGN_KEYS = {"name": str, "corpus": str, "corpora": dict, "folder": str, "tracking_uri": str}
+# The kinds of the run-spec fields [train] may set (None: may be left out, as epochs or tokens).
+TRAIN_KINDS: dict[str, type] = {
+    "preset": str, "fraction": float, "epochs": float, "tokens": int, "context": int, "lr": float, "final_lr": float,
+    "batch_tokens": int, "micro_batch": int, "seed": int, "data_mix": str, "eval_every_tokens": int, "precision": str,
+}
+PRECISIONS = ("32", "bf16-mixed", "auto")
+DEFAULT_MIX = "abc"
 GRID_KEYS = {"presets": str, "fractions": float, "epochs": float, "tokens": int, "data_mixes": str, "seeds": int}
 LAUNCHER_KEYS = {
     "kind": str, "max_parallel": int, "timeout_min": int, "partition": str, "gpus_per_node": int, "cpus_per_task": int,
@@ -102,6 +110,11 @@ class Campaign:
     train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     plan: Mapping[str, Any] | None = None  # the [plan] table with defaults filled in; None without one
     lr_search: Mapping[str, Any] | None = None
+    corpora: Mapping[str, Path] = dataclasses.field(default_factory=dict)  # data mix → its corpus
+
+    def corpus_for(self, spec: RunSpec) -> Path:
+        """The corpus of the run's data mix (``corpus`` when the campaign has one)."""
+        return self.corpora.get(spec.data_mix, self.corpus)
 
 
 def _check_table(source: Path, table: str, data: Any, allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -127,8 +140,9 @@ def _as_list(source: Path, key: str, value: Any, kind: type) -> list[Any]:
     return out
 
 
-def load_campaign(path: str | Path) -> Campaign:
-    """Read, check and expand a grid spec file."""
+def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
+    """Read, check and expand a grid spec file (against its corpus too, unless ``check_corpus`` is False:
+    run ids do not depend on the corpus, so the state of a campaign can be read without it)."""
     source = Path(path)
     if not source.is_file():
         raise SpecError(f"{source}: no such spec file")
@@ -142,13 +156,24 @@ def load_campaign(path: str | Path) -> Campaign:
                         "[plan], [lr_search]")
     campaign = _check_table(source, "campaign", data.get("campaign", {}), CAMPAIGN_KEYS)
     for key, value in campaign.items():
-        if not isinstance(value, str):
+        if key == "corpora":
+            if not value or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise SpecError(f"{source}: [campaign] corpora must map each data mix to a corpus folder, "
+                                'e.g. corpora = {abc = "corpus-abc", "abc+bach" = "corpus-all"}')
+        elif not isinstance(value, str):
             raise SpecError(f"{source}: [campaign] {key} must be a string")
+    if "corpus" in campaign and "corpora" in campaign:
+        raise SpecError(f"{source}: [campaign] gives both corpus and corpora; give one corpus, or one per data mix")
     grid = _check_table(source, "grid", data.get("grid"), GRID_KEYS) if "grid" in data else None
     if grid is None:
         raise SpecError(f"{source}: the [grid] table is missing")
-    spec_fields = {f.name: f for f in dataclasses.fields(RunSpec)}
-    train = _check_table(source, "train", data.get("train", {}), {k: object for k in spec_fields})
+    train = _check_table(source, "train", data.get("train", {}), TRAIN_KINDS)
+    train = {key: _typed(source, "train", key, value, TRAIN_KINDS[key]) for key, value in train.items()}
+    if train.get("precision", "32") not in PRECISIONS:
+        raise SpecError(f"{source}: [train] precision must be one of {', '.join(PRECISIONS)}, got {train['precision']!r}")
+    for key in ("lr", "final_lr"):
+        if key in train and not train[key] > 0:
+            raise SpecError(f"{source}: [train] {key} must be positive, got {train[key]}")
     launcher = _check_table(source, "launcher", data.get("launcher", {}), LAUNCHER_KEYS)
     for key, value in launcher.items():
         kind = LAUNCHER_KEYS[key]
@@ -170,7 +195,19 @@ def load_campaign(path: str | Path) -> Campaign:
 
     axes = {key: _as_list(source, key, value, GRID_KEYS[key]) for key, value in grid.items()}
     base = source.parent
-    corpus = (base / campaign.get("corpus", "corpus")).resolve()
+    mixes = axes.get("data_mixes", [train.get("data_mix", DEFAULT_MIX)])
+    if "corpora" in campaign:
+        corpora = {mix: (base / folder_name).resolve() for mix, folder_name in campaign["corpora"].items()}
+        for mix in mixes:
+            if mix not in corpora:
+                raise SpecError(f"{source}: [grid] data_mixes: no corpus for data mix {mix!r} in [campaign] corpora "
+                                f"(mixes: {', '.join(corpora)})")
+    elif len(set(mixes)) > 1:
+        raise SpecError(f"{source}: [grid] data_mixes names {len(set(mixes))} data mixes but [campaign] gives one "
+                        "corpus; give [campaign] corpora, a corpus folder per data mix")
+    else:
+        corpora = {mixes[0]: (base / campaign.get("corpus", "corpus")).resolve()}
+    corpus = corpora[mixes[0]]
     folder = (base / campaign.get("folder", "runs")).resolve()
     runs = []
     names = list(axes)
@@ -180,14 +217,20 @@ def load_campaign(path: str | Path) -> Campaign:
             runs.append(RunSpec(**fields))
         except TypeError as exc:
             raise SpecError(f"{source}: [train] {exc}") from None
-    _check_against_corpus(source, corpus, runs)
+    if check_corpus:
+        for mix, mix_corpus in corpora.items():
+            _check_against_corpus(source, mix_corpus, [run for run in runs if run.data_mix == mix])
     seen: dict[str, RunSpec] = {}
     for run in runs:
         seen.setdefault(run.run_id(), run)
-    plan = _check_plan(source, data["plan"], axes, train, corpus) if "plan" in data else None
-    lr_search = _check_lr_search(source, data["lr_search"], axes, train, corpus) if "lr_search" in data else None
+    if "plan" in data and len(set(mixes)) > 1:
+        raise SpecError(f"{source}: [plan] a campaign fits its laws on one data mix (its losses are measured on that "
+                        f"mix's validation set); [grid] data_mixes names {len(set(mixes))}: run a campaign per mix")
+    plan = _check_plan(source, data["plan"], axes, train, corpus if check_corpus else None) if "plan" in data else None
+    lr_search = (_check_lr_search(source, data["lr_search"], axes, train, corpus if check_corpus else None)
+                 if "lr_search" in data else None)
     return Campaign(
-        name=campaign.get("name", source.stem), source=source, corpus=corpus, folder=folder,
+        name=campaign.get("name", source.stem), source=source, corpus=corpus, corpora=corpora, folder=folder,
         tracking_uri=campaign.get("tracking_uri", "") or "", runs=tuple(seen.values()), launcher=dict(launcher),
         grid={k: tuple(v) for k, v in axes.items()}, train=dict(train), plan=plan, lr_search=lr_search,
     )
@@ -202,7 +245,7 @@ def _typed(source: Path, table: str, key: str, value: Any, kind: type) -> Any:
 
 
 def _check_plan(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
-                corpus: Path) -> dict[str, Any]:
+                corpus: Path | None) -> dict[str, Any]:
     from lawfit.cli import LAW_NAMES as LAWS
 
     table = _check_table(source, "plan", data, PLAN_KEYS)
@@ -232,13 +275,17 @@ def _check_plan(source: Path, data: Any, axes: Mapping[str, list[Any]], train: M
         raise SpecError(f"{source}: [plan] epochs is needed for proposals when the grid gives tokens")
     plan["epochs"] = [_typed(source, "plan", "epochs", e, float) for e in plan["epochs"]]
     plan["presets"] = [_typed(source, "plan", "presets", p, str) for p in plan["presets"]] or list(axes["presets"])
+    if plan["unique_tokens"] < 0:
+        raise SpecError(f"{source}: [plan] unique_tokens must be positive (or 0: the largest grid fraction's), "
+                        f"got {plan['unique_tokens']}")
     probe = [RunSpec(**{**train, "preset": p, "fraction": axes["fractions"][0], "epochs": 1.0}) for p in plan["presets"]]
-    _check_against_corpus(source, corpus, probe)
+    if corpus is not None:
+        _check_against_corpus(source, corpus, probe)
     return plan
 
 
 def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
-                     corpus: Path) -> dict[str, Any]:
+                     corpus: Path | None) -> dict[str, Any]:
     table = _check_table(source, "lr_search", data, LR_SEARCH_KEYS)
     search = {**LR_SEARCH_DEFAULTS, "fraction": max(axes["fractions"]),
               **{k: _typed(source, "lr_search", k, v, LR_SEARCH_KEYS[k]) for k, v in table.items()}}
@@ -250,7 +297,8 @@ def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], tra
         raise SpecError(f"{source}: [lr_search] trials and tokens must be positive")
     probe = [RunSpec(**{**train, "preset": p, "fraction": search["fraction"], "tokens": search["tokens"]})
              for p in axes["presets"]]
-    _check_against_corpus(source, corpus, probe)
+    if corpus is not None:
+        _check_against_corpus(source, corpus, probe)
     return search
 
 

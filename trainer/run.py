@@ -88,16 +88,24 @@ class RunBusyError(RunError):
     """Another process is training in this run folder right now."""
 
 
+LOCK_ATTEMPTS = 20
+
+
 @contextmanager
 def run_folder_lock(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out/.lock`` while training: two processes training the
     same folder would interleave checkpoints and curves. The lock dies with its process."""
     handle = (out / ".lock").open("a")
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusyError(f"{out}: another process is training this run (its .lock is held)") from None
+        # ``folder_in_use`` probes the lock for an instant: a held lock is busy only if it stays held.
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_ATTEMPTS - 1:
+                    raise RunBusyError(f"{out}: another process is training this run (its .lock is held)") from None
+                time.sleep(0.1)
         yield
     finally:
         handle.close()

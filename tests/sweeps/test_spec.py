@@ -73,6 +73,15 @@ def test_a_grid_expands_to_its_cartesian_product_with_stable_ids(folder: Path):
         (lambda s: s.replace("max_parallel = 2", 'max_parallel = "two"'), "[launcher] max_parallel: 'two' is not a int"),
         (lambda s: s.replace('corpus = "corpus"', 'corpus = "nowhere"'), "is not a built corpus"),
         (lambda s: s.replace("[grid]", "[grid"), "not a TOML file"),
+        (lambda s: s.replace("context = 32", 'context = "32"'), "[train] context: '32' is not a int"),
+        (lambda s: s.replace("context = 32", 'context = 32\nlr = "fast"'), "[train] lr: 'fast' is not a float"),
+        (lambda s: s.replace("context = 32", 'context = 32\nprecision = "fp8"'), "[train] precision must be one of"),
+        (lambda s: s.replace("seeds = [0]", 'seeds = [0]\ndata_mixes = ["abc", "abc+bach"]'),
+         "[grid] data_mixes names 2 data mixes but [campaign] gives one corpus"),
+        (lambda s: s.replace('corpus = "corpus"', 'corpora = {abc = "corpus"}').replace(
+            "seeds = [0]", 'seeds = [0]\ndata_mixes = ["abc", "abc+bach"]'), "no corpus for data mix 'abc+bach'"),
+        (lambda s: s.replace('corpus = "corpus"', 'corpus = "corpus"\ncorpora = {abc = "corpus"}'),
+         "gives both corpus and corpora"),
     ],
 )
 def test_bad_specs_are_refused_naming_file_table_and_key(folder: Path, edit, message):
@@ -100,6 +109,7 @@ budget_flops = 5e12
         (PLAN + "presets = ['tiny-9m']\n", "tiny-9m"),
         ("[lr_search]\ntrials = 2\nlow = 0.1\nhigh = 0.01\n", "[lr_search] needs 0 < low < high"),
         ("[lr_search]\nsteps = 2\n", "[lr_search] unknown key 'steps'"),
+        (PLAN + "unique_tokens = -5\n", "[plan] unique_tokens must be positive"),
     ],
 )
 def test_campaign_tables_are_checked_by_key(folder: Path, extra: str, message: str):
@@ -108,6 +118,23 @@ def test_campaign_tables_are_checked_by_key(folder: Path, extra: str, message: s
     with pytest.raises(SpecError) as err:
         load_campaign(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_each_data_mix_trains_on_its_own_corpus_and_a_campaign_fits_one_mix(folder: Path):
+    import shutil
+
+    if not (folder / "corpus-b").exists():
+        shutil.copytree(folder / "corpus", folder / "corpus-b")
+    text = GOOD.replace('corpus = "corpus"', 'corpora = {abc = "corpus", "abc+bach" = "corpus-b"}').replace(
+        "seeds = [0]", 'seeds = [0]\ndata_mixes = ["abc", "abc+bach"]')
+    campaign = load_campaign(write(folder, text))
+    assert len(campaign.runs) == 2 * 2 * 3 * 2
+    by_mix = {run.data_mix: campaign.corpus_for(run) for run in campaign.runs}
+    assert by_mix == {"abc": (folder / "corpus").resolve(), "abc+bach": (folder / "corpus-b").resolve()}
+    path = folder / "two-mix-plan.toml"
+    path.write_text(text + PLAN)
+    with pytest.raises(SpecError, match="a campaign fits its laws on one data mix"):
+        load_campaign(path)
 
 
 def test_plan_defaults_are_filled_in(folder: Path):
@@ -160,3 +187,26 @@ setup = ["module load cuda/12.4", "source .venv/bin/activate"]
 
     array = _make_sbatch_string(command="x", folder=campaign.folder, map_count=40, **executor._executor.parameters)
     assert "#SBATCH --array=0-39%16" in array
+
+
+def test_one_launcher_per_campaign_and_status_needs_no_corpus(folder: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    from sweeps.launch import campaign_lock
+
+    path = write(folder, GOOD)
+    campaign = load_campaign(path)
+    with campaign_lock(campaign):
+        proc = subprocess.run([sys.executable, "-m", "smslab", "sweep", "launch", str(path)],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "another smslab process" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (campaign.folder / "jobs.json").exists()  # nothing was launched
+    # The runs' state is read from their folders and MLflow: the corpus may have moved away since.
+    moved = tmp_path / "spec.toml"
+    moved.write_text(GOOD.replace('corpus = "corpus"', 'corpus = "gone"').replace(
+        '[campaign]', f'[campaign]\nfolder = "{campaign.folder}"', 1))
+    status = subprocess.run([sys.executable, "-m", "smslab", "sweep", "status", str(moved)],
+                            capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "runs: 12; 12 not started" in status.stdout
