@@ -28,7 +28,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         description=(
             "Build the bundled ABC corpus, train a grid of tiny decoders through submitit's local executor with every "
             "curve in MLflow, fit and compare all five laws, and propose and train the next runs until the budget is "
-            "spent; prints the law comparison and the recommendation. About 8 minutes on 2 CPU cores."
+            "spent; prints the law comparison and the recommendation. About 5 minutes on 2 CPU cores."
         ),
     )
     cmd.add_argument("--out", default="smslab-quickstart", help="folder for corpus, runs, MLflow store and reports")
