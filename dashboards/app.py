@@ -110,17 +110,23 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
     inputs = [Input("campaign", "value"), Input("laws", "value"), Input("split", "value"), Input("plan-law", "value"),
               Input("data-version", "data")]
 
+    def view_or_message(campaign_name):  # type: ignore[no-untyped-def]
+        """The campaign's view, or the figure that says why there is none."""
+        if not campaign_name:
+            return None, figures.message_figure(store_message or "no campaign in this tracking store yet")
+        try:
+            return source.view(campaign_name), None
+        except DataUnavailable as exc:
+            return None, figures.message_figure(str(exc))
+
     def add_view(name: str) -> None:
-        # One callback per view: each draws as soon as it is ready (the curves before the fits they
-        # do not need); views that share a fit wait for the one fit in the cache.
+        # One callback per view: each draws as soon as it is ready; views that share a fit wait for
+        # the one fit in the cache.
         @app.callback(Output(f"fig-{name}", "figure"), inputs)
         def draw(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
-            if not campaign_name:
-                return figures.message_figure(store_message or "no campaign in this tracking store yet")
-            try:
-                view = source.view(campaign_name)
-            except DataUnavailable as exc:
-                return figures.message_figure(str(exc))
+            view, message_figure = view_or_message(campaign_name)
+            if view is None:
+                return message_figure
             settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
             return build_views(view, settings, source.cache, names=(name,))[name]
 
@@ -131,12 +137,9 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
     # The curves draw first without the laws (no fit needed), then the laws' traces are patched in.
     @app.callback([Output("fig-curves", "figure"), Output("curves-drawn", "data")], inputs)
     def draw_curves(campaign_name, laws, split, plan_law, _version):  # type: ignore[no-untyped-def]
-        if not campaign_name:
-            return figures.message_figure(store_message or "no campaign in this tracking store yet"), None
-        try:
-            view = source.view(campaign_name)
-        except DataUnavailable as exc:
-            return figures.message_figure(str(exc)), None
+        view, message_figure = view_or_message(campaign_name)
+        if view is None:
+            return message_figure, None
         settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
         return guarded(lambda: curves_data_figure(view, settings)), time.time()
 

@@ -30,7 +30,7 @@ from lawfit.fit import FitOptions, fit_law
 from lawfit.points import LossPoints
 from lawfit.result import FitResult
 from lawfit.scoring import default_train_max_n
-from storage.tracking import Tracker, sqlite_path
+from storage.tracking import StorageError, Tracker, open_store, sqlite_path
 
 LAWS = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
 BOOTSTRAP_DRAWS = 100  # the campaign spec's default ([plan] bootstrap)
@@ -76,11 +76,13 @@ def _open(tracking_uri: str) -> Tracker:
     """The store, which must exist: opening a SQLite URI would otherwise create an empty store at a mistyped path."""
     _fail_fast()
     path = sqlite_path(tracking_uri)
-    if path is not None and not path.is_file():
-        raise DataUnavailable(f"no tracking store at {path} (give --tracking-uri; `smslab quickstart` makes "
-                              "smslab-quickstart/campaign/mlflow.db)")
     try:
+        if path is not None and not path.is_file():
+            _tracker.cache_clear()  # a store removed since: do not keep a client of it
         return _tracker(tracking_uri)
+    except StorageError as exc:
+        raise DataUnavailable(f"{exc} (give --tracking-uri; `smslab quickstart` makes "
+                              "smslab-quickstart/campaign/mlflow.db)") from None
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
 
@@ -88,17 +90,16 @@ def _open(tracking_uri: str) -> Tracker:
 @functools.lru_cache(maxsize=8)
 def _tracker(tracking_uri: str) -> Tracker:
     # Opening a client checks the store's schema (about a second on SQLite): once per store, not per refresh.
-    return Tracker(tracking_uri)
+    return open_store(tracking_uri)
 
 
 def campaigns(tracking_uri: str) -> list[str]:
     """The campaigns (MLflow experiments with smslab runs) in the store."""
     tracker = _open(tracking_uri)
     try:
-        experiments = tracker.client.search_experiments()
+        return tracker.campaigns()
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
-    return sorted(e.name for e in experiments if e.name != "Default")
 
 
 def fingerprint(tracking_uri: str, campaign: str) -> str | None:
@@ -112,17 +113,15 @@ def fingerprint(tracking_uri: str, campaign: str) -> str | None:
 def load_view(tracking_uri: str, campaign: str) -> CampaignView:
     tracker = _open(tracking_uri)
     try:
-        if tracker.experiment_id(campaign, create=False) is None:
-            known = sorted(e.name for e in tracker.client.search_experiments() if e.name != "Default")
-            raise DataUnavailable(f"no campaign {campaign!r} in {tracking_uri}; campaigns: {', '.join(known) or 'none'}")
+        tracker.require_campaign(campaign)
         points = tracker.read_points(campaign)
         statuses = tracker.run_statuses(campaign)
         settings = tracker.campaign_params(campaign)
         with tempfile.TemporaryDirectory() as folder:
             artifacts = tracker.download_campaign_artifacts(campaign, folder)
             fits, rounds, plan, latest = _read_rounds(artifacts) if artifacts is not None else ({}, (), None, None)
-    except DataUnavailable:
-        raise
+    except StorageError as exc:
+        raise DataUnavailable(str(exc)) from None
     except Exception as exc:  # noqa: BLE001
         raise DataUnavailable(f"cannot read campaign {campaign!r} from {tracking_uri}: {exc}") from None
     values = points[["N", "D", "U_D", "loss"]].to_numpy(float)

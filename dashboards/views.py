@@ -6,7 +6,6 @@ gives a figure that says why, so the rest of the page keeps working.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import plotly.graph_objects as go
 from dashboards import figures
 from dashboards.data import LAWS, CampaignView, FitCache, fit_provenance, fits_for, view_points
 from lawfit.planning import ComputeOptimalPlan, plan_compute_optimal
-from lawfit.result import FitResult
+from lawfit.result import FitResult, best_fit
 from lawfit.scoring import default_train_max_n
 
 VIEW_NAMES = ("progress", "comparison", "curves", "residuals", "iso_flop", "frontier", "overfitting")
@@ -58,12 +57,7 @@ def chosen_fit(view: CampaignView, fits: Sequence[FitResult], plan_law: str | No
     for fit in view.recorded_fits.values():
         if fit.bootstrap is not None:
             return fit
-
-    def score(fit: FitResult) -> float:
-        m = fit.leave_one_size_out or fit.metrics.get("train")
-        return m.huber_mean if m is not None else math.inf
-
-    return cache.bootstrapped(min(fits, key=score), view_points(view))
+    return cache.bootstrapped(best_fit(fits), view_points(view))
 
 
 def planning_inputs(view: CampaignView) -> tuple[float, float | None]:

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from lawfit.presets import preset_fit
     from lawfit.reference_data import datablations_points
     from lawfit.report import comparison_table, plan_report
+    from lawfit.result import best_fit
     from lawfit.scoring import default_train_max_n
 
     if args.bootstrap < 1:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     print(comparison_table(fits, points))
     # Choose by leave-one-size-out: it scores every size, where the held-out
     # split scores only the largest two.
-    best = min(fits, key=lambda f: f.leave_one_size_out.huber_mean if f.leave_one_size_out else float("inf"))
+    best = best_fit(fits)
     _say(f"[2/3] {best.law} predicts unseen sizes best (leave-one-size-out); bootstrapping it with {args.bootstrap} resamples of the runs ...")
     best = best.with_bootstrap(
         bootstrap_fit(best, points, args.bootstrap, FitOptions(train_max_n=threshold), level=0.95, seed=0)

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,18 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+def selection_huber(fit: FitResult) -> float:
+    """The score a law is chosen by: its mean leave-one-size-out Huber where the fit was so scored (it
+    scores every size as unseen), else its mean train Huber; lower is better."""
+    metrics = fit.leave_one_size_out or fit.metrics.get("train")
+    return metrics.huber_mean if metrics is not None else math.inf
+
+
+def best_fit(fits: Sequence[FitResult]) -> FitResult:
+    """The law that predicts unseen model sizes best (lowest ``selection_huber``)."""
+    return min(fits, key=selection_huber)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -22,19 +22,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 def run_export(args: argparse.Namespace) -> int:
     import sys
 
-    from storage.tracking import Tracker, export_points, sqlite_path
+    from storage.tracking import StorageError, export_points, open_store
 
     def error(message: str) -> int:
         print(f"smslab runs export: error: {message}", file=sys.stderr)
         return 2
 
-    path = sqlite_path(args.tracking_uri)
-    if path is not None and not path.is_file():
-        return error(f"--tracking-uri: no tracking store at {path}")  # opening it would create an empty one
-    tracker = Tracker(args.tracking_uri)
-    if tracker.experiment_id(args.campaign, create=False) is None:
-        known = sorted(e.name for e in tracker.client.search_experiments() if e.name != "Default")
-        return error(f"--campaign: no campaign {args.campaign!r} in {args.tracking_uri}; campaigns: {', '.join(known) or 'none'}")
+    try:
+        tracker = open_store(args.tracking_uri)
+    except StorageError as exc:
+        return error(f"--tracking-uri: {exc}")
+    try:
+        tracker.require_campaign(args.campaign)
+    except StorageError as exc:
+        return error(f"--campaign: {exc}")
     frame = tracker.read_points(args.campaign)
     try:
         export_points(frame, args.out)

@@ -99,6 +99,15 @@ def _check_sqlite_store(path: Path) -> None:
         raise StorageError(f"{path}: a SQLite database but not an MLflow tracking store (it has no experiments table)")
 
 
+def open_store(tracking_uri: str) -> Tracker:
+    """A store that exists: for a SQLite URI whose file is missing (a typo), an error rather than the
+    empty store that opening it would create."""
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        raise StorageError(f"no tracking store at {path}")
+    return Tracker(tracking_uri)
+
+
 class Tracker:
     """One tracking store (an MLflow tracking URI)."""
 
@@ -135,6 +144,16 @@ class Tracker:
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
+
+    def campaigns(self) -> list[str]:
+        """The campaigns (MLflow experiments, MLflow's own Default left out) in the store."""
+        experiments = with_retry(lambda: self.client.search_experiments())
+        return sorted(e.name for e in experiments if e.name != "Default")
+
+    def require_campaign(self, campaign: str) -> None:
+        """Raise ``StorageError`` naming the known campaigns when the store has no ``campaign``."""
+        if self.experiment_id(campaign, create=False) is None:
+            raise StorageError(f"no campaign {campaign!r} in {self.uri}; campaigns: {', '.join(self.campaigns()) or 'none'}")
 
     def find_run(self, campaign: str, run_id: str) -> str | None:
         experiment = self.experiment_id(campaign, create=False)

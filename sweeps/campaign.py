@@ -272,13 +272,13 @@ def learning_rates(campaign: Campaign, say: Say) -> dict[str, float]:
 
 def lr_search_flops(campaign: Campaign) -> float:
     """6·N·D of every learning-rate trial the campaign ran: part of its compute budget."""
-    if campaign.lr_search is None or not (campaign.folder / "optuna.db").is_file():
+    if campaign.lr_search is None:
         return 0.0
     lr_campaign = dataclasses.replace(campaign, name=f"{campaign.name}-lr-search")
     spent = 0.0
     for preset in campaign.grid["presets"]:
-        study = _study(campaign, f"{campaign.name}/lr/{preset}")
-        for trial in study.get_trials(deepcopy=False):
+        study = _existing_study(campaign, f"{campaign.name}/lr/{preset}")
+        for trial in study.get_trials(deepcopy=False) if study is not None else ():
             if "lr" in trial.params:
                 state = read_run_state(lr_campaign, _lr_spec(campaign, preset, trial.params["lr"]))
                 spent += run_cost_flops(campaign, state)
@@ -370,6 +370,7 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
     from lawfit.fit import FitOptions, fit_law
     from lawfit.planning import plan_compute_optimal
     from lawfit.report import comparison_table, plan_report
+    from lawfit.result import best_fit
 
     plan = campaign.plan
     assert plan is not None
@@ -402,11 +403,7 @@ def _fit_round(campaign: Campaign, book: RunRecordBook, states: Sequence[RunStat
         say(f"      {law:<17} objective {fit.objective:.5g}  ({time.perf_counter() - started:.1f} s)")
     table = comparison_table(fits, points)
 
-    def score(fit) -> float:  # type: ignore[no-untyped-def]
-        metrics = fit.leave_one_size_out if loso else fit.metrics.get("train")
-        return metrics.huber_mean if metrics is not None else math.inf
-
-    best = min(fits, key=score)
+    best = best_fit(fits)
     say(f"round {number}: {best.law} {'predicts left-out sizes best' if loso else 'fits best'}; "
         f"bootstrapping it ({plan['bootstrap']} resamples of the runs) ...")
     best = best.with_bootstrap(bootstrap_fit(best, points, plan["bootstrap"], FitOptions(), level=plan["level"], seed=number))

@@ -122,7 +122,8 @@ def run_status(args: argparse.Namespace) -> int:
 
     campaign = load(args, check_corpus=False)  # the state of the runs can be read without the corpus
     book = JobBook(campaign)
-    grid = [with_learning_rate(spec, searched_rates(campaign)) for spec in campaign.runs]
+    rates = searched_rates(campaign)
+    grid = [with_learning_rate(spec, rates) for spec in campaign.runs]
     specs = grid + [s for s in _proposed_specs(campaign) if s not in grid]
     states = [read_run_state(campaign, spec, book.jobs) for spec in specs]
     scheduler = submitit_states(campaign, states)
