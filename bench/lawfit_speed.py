@@ -10,7 +10,10 @@
 2. A 1,000-resample bootstrap of the SMS law on synthetic curves
    (5 sizes x 3 U_D x 30 points). Target: under 60 s on a 2-core machine.
 
-Run: .venv/bin/python bench/lawfit_speed.py [--naive-starts K] [--shared-data DIR]
+The replication data is the copy bundled with lawfit (lawfit/data/svg_extracted_data.csv);
+--replication-data CSV reads another copy of that file instead.
+
+Run: .venv/bin/python bench/lawfit_speed.py [--naive-starts K] [--replication-data CSV]
 """
 
 from __future__ import annotations
@@ -29,7 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lawfit.bootstrap import bootstrap_fit  # noqa: E402
 from lawfit.fit import FitOptions, fit_law  # noqa: E402
-from lawfit.reference_data import EXAMPLE_PARAMS, chinchilla_replication_points, synthetic_curves  # noqa: E402
+from lawfit.reference_data import (  # noqa: E402
+    CHINCHILLA_REPLICATION_FILE,
+    EXAMPLE_PARAMS,
+    bundled_path,
+    chinchilla_replication_points,
+    synthetic_curves,
+)
 
 REPLICATION_GRID = list(
     itertools.product(
@@ -42,14 +51,12 @@ REPLICATION_GRID = list(
 )
 
 
-def find_shared_data(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    here = Path(__file__).resolve().parents[1]
-    for parent in [here, *here.parents]:
-        if (parent / "shared" / "data").is_dir():
-            return parent / "shared" / "data"
-    raise SystemExit("no shared/data found; pass --shared-data DIR")
+def find_replication_data(explicit: str | None) -> Path:
+    """The replication CSV: the path given, else the copy bundled with lawfit."""
+    path = Path(explicit) if explicit else bundled_path(CHINCHILLA_REPLICATION_FILE)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file (the Chinchilla replication data, svg_extracted_data.csv)")
+    return path
 
 
 def naive_fit(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, starts: list[tuple[float, ...]]) -> float:
@@ -71,11 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--naive-starts", type=int, default=len(REPLICATION_GRID),
                         help="starts for the naive loop (default: all 4,500; fewer gives an extrapolated time)")
-    parser.add_argument("--shared-data", default=None)
+    parser.add_argument("--replication-data", default=None, metavar="CSV",
+                        help="a copy of svg_extracted_data.csv (default: the copy bundled with lawfit)")
     parser.add_argument("--bootstrap-draws", type=int, default=1000)
     args = parser.parse_args()
 
-    points = chinchilla_replication_points(find_shared_data(args.shared_data) / "chinchilla" / "svg_extracted_data.csv")
+    points = chinchilla_replication_points(find_replication_data(args.replication_data))
     print(f"Chinchilla replication data: {len(points)} points; grid of {len(REPLICATION_GRID)} starts")
 
     started = time.perf_counter()

@@ -3,8 +3,9 @@
 - datablations (Muennighoff et al. 2023; Apache-2.0): final validation losses,
   bundled with lawfit (``lawfit/data``).
 - the Chinchilla replication points (Besiroglu et al. 2024, read off Hoffmann
-  et al. 2022 Fig. 4): not bundled (the source states no licence); read from a
-  path, with D = C/(6N) and the five highest losses dropped, as the replication did.
+  et al. 2022 Fig. 4): bundled with lawfit (``lawfit/data``; the source states no
+  licence, see ``lawfit/data/SOURCE.txt``), or read from a path of one's own;
+  D = C/(6N) and the five highest losses dropped, as the replication did.
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ def datablations_points(subset: str = "fit") -> LossPoints:
     return read_points(bundled_path(files[subset]), DATABLATIONS_COLUMNS)
 
 
-def chinchilla_replication_points(path: str | Path, drop_highest: int = 5) -> LossPoints:
+CHINCHILLA_REPLICATION_FILE = "svg_extracted_data.csv"
+
+
+def chinchilla_replication_points(path: str | Path | None = None, drop_highest: int = 5) -> LossPoints:
     """Hoffmann et al.'s Fig. 4 points as extracted by Besiroglu et al.: N, C → D = C/(6N).
 
-    The replication drops the five points with the highest loss before fitting.
+    ``path`` defaults to the bundled copy (``lawfit/data/svg_extracted_data.csv``);
+    give one to read another copy of the file (same columns). The replication
+    drops the five points with the highest loss before fitting.
     """
     import pandas as pd
 
+    if path is None:
+        path = bundled_path(CHINCHILLA_REPLICATION_FILE)
     frame = pd.read_csv(path)
     frame = frame.sort_values("loss", kind="stable").iloc[: len(frame) - drop_highest]
     n = frame["Model Size"].to_numpy(dtype=float)

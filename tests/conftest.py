@@ -1,8 +1,11 @@
-"""Shared test helpers: where the project's reference data lives, and a small generated corpus."""
+"""Shared test helpers: a small generated corpus.
+
+The published reference data the tests use is bundled with lawfit (lawfit/data), so
+the tests need nothing beside the checkout.
+"""
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -10,31 +13,6 @@ import pytest
 
 from corpus.shards import BuildConfig, build_corpus
 from corpus.sources import user_files
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def shared_data_dir() -> Path:
-    """The reference data of ../shared/data (CI runs with shared/ beside the checkout).
-
-    SMSLAB_SHARED_DATA overrides; otherwise the first ``shared/data`` found
-    walking up from the repository.
-    """
-    override = os.environ.get("SMSLAB_SHARED_DATA")
-    if override:
-        return Path(override)
-    for parent in [REPO, *REPO.parents]:
-        candidate = parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        f"no shared/data beside {REPO} or above it; set SMSLAB_SHARED_DATA to the folder of the reference data"
-    )
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    return shared_data_dir()
 
 
 def write_tunes(folder: Path, n: int, seed: int = 0) -> None:

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from lawfit.fit import FitOptions, fit_law
 from lawfit.presets import DATABLATIONS, preset_fit
-from lawfit.reference_data import chinchilla_replication_points, datablations_points
+from lawfit.reference_data import (
+    CHINCHILLA_REPLICATION_FILE,
+    bundled_path,
+    chinchilla_replication_points,
+    datablations_points,
+)
 from lawfit.scoring import score
 from lawfit.laws import get_law
 
 
 @pytest.fixture(scope="module")
-def chinchilla_points(shared_data):
-    return chinchilla_replication_points(shared_data / "chinchilla" / "svg_extracted_data.csv")
+def chinchilla_points():
+    return chinchilla_replication_points()  # the copy bundled with lawfit
 
 
 def test_replication_data_is_read_with_tokens_from_compute_and_the_five_highest_losses_dropped(chinchilla_points):
     assert len(chinchilla_points) == 245 - 5
     assert chinchilla_points.loss.max() < 5.0  # the dropped outliers are the highest losses
     assert chinchilla_points.n_runs == len(chinchilla_points)
+
+
+def test_replication_data_is_bundled_and_a_copy_of_ones_own_reads_the_same(chinchilla_points, tmp_path):
+    copy = tmp_path / "svg_extracted_data.csv"
+    shutil.copyfile(bundled_path(CHINCHILLA_REPLICATION_FILE), copy)
+    own = chinchilla_replication_points(copy)
+    assert own.content_hash() == chinchilla_points.content_hash()
+    assert own.source == str(copy)
 
 
 @pytest.mark.slow
