@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lawfit.fit import FitOptions, minimize_from
 from lawfit.laws.base import get_law
+from lawfit.multistart import FitOptions, minimize_from
 from lawfit.points import LossPoints
 from lawfit.result import Bootstrap, FitResult
 from lawfit.scoring import split_by_size

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LAW_NAMES = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
+from lawfit.names import LAW_NAMES  # numpy-free, so --help stays instant
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,7 +84,7 @@ def parse_fix(text: str | None) -> dict[str, float]:
 def run_fit(args: argparse.Namespace) -> int:
     from lawfit.bootstrap import bootstrap_fit
     from lawfit.errors import LawfitInputError
-    from lawfit.fit import FitOptions, fit_law
+    from lawfit.fit import FitOptions, GridCache, fit_law
     from lawfit.points import parse_column_map, read_points
     from lawfit.scoring import default_train_max_n
 
@@ -103,6 +103,7 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.compare and not points.has_unique_tokens:
         raise LawfitInputError(f"{points.source}: --compare needs the unique-token column U_D (laws 2-5 use it)")
     results = []
+    cache = GridCache()  # the laws share their base fits: SMS's stage 1 is the "nd" law's Eq. 4 fit
     for name in laws:
         law_fixed = fixed
         if args.compare:
@@ -117,7 +118,7 @@ def run_fit(args: argparse.Namespace) -> int:
         )
         if not args.json:
             print(f"fitting {name} ...", file=sys.stderr, flush=True)
-        result = fit_law(points, name, options)
+        result = fit_law(points, name, options, cache)
         if args.bootstrap:
             result = result.with_bootstrap(bootstrap_fit(result, points, args.bootstrap, options, args.level, args.seed))
         results.append(result)

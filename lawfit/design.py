@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lawfit.laws.base import Covariates, get_law
-from lawfit.planning import FLOPS_PER_PARAM_TOKEN, optimum_per_draw
+from lawfit.names import FLOPS_PER_PARAM_TOKEN
+from lawfit.planning import optimum_per_draw
 from lawfit.result import FitResult
 
 

@@ -3,3 +3,5 @@
 
 class LawfitInputError(ValueError):
     """Input that lawfit cannot use; the message names the input and what is wrong with it."""
+
+    exit_status = 2  # the command line's status for it (see smslab/cli.py)

@@ -14,9 +14,9 @@ from scipy.optimize import minimize_scalar
 from lawfit.bootstrap import percentile_interval
 from lawfit.errors import LawfitInputError
 from lawfit.laws.base import Covariates, Law, get_law
+from lawfit.names import FLOPS_PER_PARAM_TOKEN  # C ≈ 6·N·D
 from lawfit.result import FitResult
 
-FLOPS_PER_PARAM_TOKEN = 6.0  # C ≈ 6·N·D (Kaplan et al. 2020; Hoffmann et al. 2022)
 GRID_POINTS = 1201
 MIN_PARAMS = 1e3
 MIN_TOKENS = 1e3

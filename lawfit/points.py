@@ -96,6 +96,17 @@ class LossPoints:
             table["weight"] = weight
         return _validate(table, source, row_offset=0)
 
+    @classmethod
+    def from_frame(cls, frame: object, source: str) -> LossPoints:
+        """A table from a data frame with lawfit's column names (storage's loss-point table has them);
+        ``run_id``, ``U_D`` and ``weight`` are used when present."""
+        columns = set(getattr(frame, "columns", ()))
+        missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+        if missing:
+            raise LawfitInputError(f"{source}: missing column(s) {', '.join(missing)}")
+        table = {name: frame[name].to_numpy() for name in ALL_COLUMNS if name in columns}  # type: ignore[index]
+        return _validate(table, source, row_offset=0)
+
 
 def parse_column_map(text: str | None) -> dict[str, str]:
     """``N=params_N,D=tokens_D`` → {"N": "params_N", "D": "tokens_D"}; names lawfit's columns."""

@@ -36,9 +36,9 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lawfit.bootstrap import bootstrap_fit
-    from lawfit.cli import LAW_NAMES
     from lawfit.errors import LawfitInputError
-    from lawfit.fit import FitOptions, fit_law
+    from lawfit.fit import FitOptions, GridCache, fit_law
+    from lawfit.names import LAW_NAMES
     from lawfit.planning import plan_compute_optimal
     from lawfit.presets import preset_fit
     from lawfit.reference_data import datablations_points
@@ -53,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
     threshold = default_train_max_n(points)
     _say(f"[1/3] fitting {len(LAW_NAMES)} laws to {len(points)} datablations runs (train N <= {threshold:.3g}) ...")
     fits = []
+    cache = GridCache()  # the laws share their base fits: SMS's stage 1 is the "nd" law's Eq. 4 fit
     for name in LAW_NAMES:
         started = time.perf_counter()
-        fit = fit_law(points, name, FitOptions(train_max_n=threshold, leave_one_size_out=True))
+        fit = fit_law(points, name, FitOptions(train_max_n=threshold, leave_one_size_out=True), cache)
         fits.append(fit)
         fit.write(out / f"{name}.json")
         _say(f"      {name:<17} objective {fit.objective:.5g}  ({time.perf_counter() - started:.1f} s)")

@@ -104,3 +104,12 @@ def default_train_max_n(points: LossPoints) -> float | None:
     if sizes.shape[0] < 3:
         return None
     return float(sizes[-3] if sizes.shape[0] >= 5 else sizes[-2])
+
+
+# Leaving one size out needs two sizes left to fit on: with fewer than three, a fold cannot fit a law.
+MIN_SIZES_TO_LEAVE_ONE_OUT = 3
+
+
+def can_leave_one_size_out(points: LossPoints) -> bool:
+    """Whether laws can be scored (and so chosen) by leave-one-size-out on ``points``."""
+    return int(points.sizes.shape[0]) >= MIN_SIZES_TO_LEAVE_ONE_OUT

@@ -4,6 +4,14 @@ from lawfit.laws.base import Covariates, Law, ParamSpec, all_laws, get_law
 from lawfit.laws.chinchilla import CHINCHILLA
 from lawfit.laws.data_constrained import DATA_CONSTRAINED
 from lawfit.laws.mupt import DPRIME, ND, SMS
+from lawfit.names import LAW_NAMES
+
+# The names other packages read without numpy (lawfit.names) are the laws registered here, in order.
+if tuple(law.name for law in all_laws()) != LAW_NAMES:
+    raise RuntimeError(
+        f"registered laws {[law.name for law in all_laws()]} differ from lawfit.names.LAW_NAMES {list(LAW_NAMES)}: "
+        "register every law named there, in that order, and no other"
+    )
 
 __all__ = [
     "CHINCHILLA",

@@ -136,6 +136,9 @@ class Gradient:
 
 # (params, covariates, with_grad) -> (log L̂ of shape (S, n), gradient or None)
 LogLossFn = Callable[[Mapping[str, Array], Covariates, bool], tuple[Array, Gradient | None]]
+# (the held parameters: the base law's fitted ones and any fixed, covariates, observed loss (n,))
+# -> a start value per parameter the base law does not have
+GuessFn = Callable[[Mapping[str, float], Covariates, Array], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,12 @@ class Law:
     # with the base ones held.
     base: str | None = None
     base_max_repeats: float | None = None
+    # lmfit's ``guess()`` for the staged procedure: start values for the
+    # parameters the base law does not have, from the base fit's residuals
+    # (``guess(base_params, x, loss)``, one value for each such parameter).
+    # The fitter adds them, clipped to the bounds, as one more start of the
+    # second stage; it uses the free ones and holds the fixed ones.
+    guess: GuessFn | None = None
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lawfit.laws.base import Array, Covariates, Gradient, Grads, Law, ParamSpec, logsumexp, register
+from lawfit.laws.base import Array, Covariates, Gradient, Law, ParamSpec, logsumexp, register
 
 A = ParamSpec("A", "loss·params^alpha", 1e-12, 1e30, "log", description="model-size term scale")
 B = ParamSpec("B", "loss·tokens^beta", 1e-12, 1e30, "log", description="data term scale")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lawfit.laws.base import Array, Covariates, Gradient, Grads, Law, ParamSpec, logsumexp, register
-from lawfit.laws.chinchilla import A, B, CORE_GRID, E
+from lawfit.laws.chinchilla import CORE_GRID, A, B, E
 
 # alpha and beta enter G = (alpha·A / (beta·B))^(1/(alpha+beta)) (MuPT Eq. 10),
 # so here they must stay strictly positive.

@@ -120,6 +120,23 @@ def sms_log_loss(p: Mapping[str, Array], x: Covariates, with_grad: bool) -> tupl
     return value, nd_grads.scaled(base / total).plus(slope, overfit_partials)
 
 
+def overfit_guess(base_params: Mapping[str, float], x: Covariates, loss: Array) -> dict[str, float]:
+    """Start values for k_d, k_n, k_u, k_in from the residuals of an Eq. 4 fit (MuPT Appendix A.3.2).
+
+    The residual r = L − L̂_Eq4 is regressed by least squares on
+    [D, log N, −log U_D, −1], the columns of the GELU argument of Eq. 6, over
+    the points where r > 0 (past the onset, where GELU(z) ≈ z); with fewer than
+    four such points, over all of them. The values are not clipped to the bounds.
+    """
+    residual = loss - ND.predict(base_params, x.N, x.D, x.U_D)
+    rows = residual > 0 if int(np.sum(residual > 0)) >= 4 else np.ones_like(residual, dtype=bool)
+    design = np.column_stack([x.D, x.log_N, -x.log_U_D, -np.ones_like(x.D)])[rows]
+    scale = np.max(np.abs(design), axis=0)  # D is ~1e10 where the other columns are ~10: solve on columns of order one
+    coef, *_ = np.linalg.lstsq(design / scale, residual[rows], rcond=None)
+    coef = coef / scale
+    return {"k_d": float(coef[0]), "k_n": float(coef[1]), "k_u": float(coef[2]), "k_in": float(coef[3])}
+
+
 _K_GRID = (0.5, 0.9, 0.99)
 _D_GRID = (_E**4, _E**12)
 
@@ -170,5 +187,6 @@ SMS = register(
         doc="L = d/(N^alpha·D''^beta) + A/N^alpha + B/D''^beta + E + GELU(k_d·D + k_n·log N − k_u·log U_D − k_in)",
         # MuPT Appendix A.3.2: fit Eq. 4 first, then the overfitting term on its residuals.
         base="nd",
+        guess=overfit_guess,
     )
 )

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import lawfit.planning
 from lawfit.laws import all_laws, get_law
 from lawfit.laws.base import Covariates
 from lawfit.laws.mupt import gelu, log_d_double_prime
+from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES
 from lawfit.presets import DATABLATIONS, HOFFMANN
 from lawfit.reference_data import EXAMPLE_PARAMS as PARAMS
+from lawfit.reference_data import synthetic_curves
 
 
 
@@ -25,6 +30,37 @@ def test_every_law_is_registered_in_table_3_order_with_the_issue_parameter_names
         assert law.equation.startswith("MuPT Eq.")
         for spec in law.params:
             assert spec.lower < spec.upper and spec.unit
+
+
+def test_the_registry_holds_exactly_the_law_names_other_packages_read_without_numpy():
+    assert tuple(law.name for law in all_laws()) == LAW_NAMES
+    # Spec checks and command lines read the names (and C = 6·N·D) without paying for numpy.
+    check = (
+        "import sys, lawfit.names as n; "
+        "assert 'numpy' not in sys.modules and 'scipy' not in sys.modules, sorted(sys.modules); "
+        "print(','.join(n.LAW_NAMES), n.FLOPS_PER_PARAM_TOKEN)"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
+    assert out.split() == [",".join(LAW_NAMES), "6.0"]
+    assert lawfit.planning.FLOPS_PER_PARAM_TOKEN is FLOPS_PER_PARAM_TOKEN  # one definition, planned with
+
+
+def test_sms_guess_recovers_the_overfitting_term_from_the_residuals_of_eq_4():
+    # Every point past the onset (z from 2.75 to 7.7, where GELU(z) = z·Φ(z) is z within 0.3 %): the
+    # residuals of the true Eq. 4 part are the GELU term, and MuPT A.3.2's regression reads its coefficients.
+    truth = {**PARAMS["sms"], "k_d": 1e-11, "k_in": -3.0}
+    points = synthetic_curves("sms", truth, (1e8, 2e8, 4e8, 8e8, 1.6e9), (1e9, 4e9, 1.6e10), 30, 30.0, 0.0005, seed=1)
+    base = {k: truth[k] for k in get_law("nd").param_names}
+    sms = get_law("sms")
+    assert sms.guess is not None
+    guess = sms.guess(base, points.covariates(), points.loss)
+    assert set(guess) == {"k_d", "k_n", "k_u", "k_in"}
+    assert guess["k_d"] == pytest.approx(truth["k_d"], rel=0.01)
+    assert guess["k_n"] == pytest.approx(truth["k_n"], rel=0.03)
+    assert guess["k_u"] == pytest.approx(truth["k_u"], rel=0.03)
+    assert guess["k_in"] == pytest.approx(truth["k_in"], rel=0.01)
+    # The other staged law has no guess: its second stage starts from its grid alone.
+    assert get_law("data_constrained").guess is None
 
 
 def test_chinchilla_predicts_the_published_hoffmann_loss_at_chinchilla_scale():

@@ -1,0 +1,17 @@
+"""lawfit's names and constants that other packages use without loading numpy or scipy.
+
+Spec checks (sweeps), command-line choices and dashboards name the laws and
+price runs in FLOPs; importing this module costs nothing, so they read them
+here instead of keeping copies. The law registry (``lawfit/laws``) checks at
+import that it registers exactly ``LAW_NAMES``, in this order.
+"""
+
+from __future__ import annotations
+
+# The registered laws, in the order of MuPT Table 3: Chinchilla (Eq. 7), the
+# data-constrained law (Eq. 8–10), D'' (Eq. 2–3), the N·D term (Eq. 4), SMS (Eq. 5–6).
+LAW_NAMES: tuple[str, ...] = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
+
+# C ≈ 6·N·D: training FLOPs per parameter per token seen (Kaplan et al. 2020;
+# Hoffmann et al. 2022; MuPT Eq. 1's constraint).
+FLOPS_PER_PARAM_TOKEN: float = 6.0
