@@ -50,7 +50,7 @@ def write_store(uri: str, runs: int, points: int) -> None:
         d = np.geomspace(1e6, 8 * u, points)
         loss = 1.8 + 400 / n**0.34 + 400 / d**0.28 + 0.01 * rng.standard_normal(points)
         run = tracker.open_run(RunRecord(f"run{r:05d}", "scale", {"N": n, "U_D": u}))
-        tracker.log_points(run, [{"D": float(x), "val_loss": float(y)} for x, y in zip(d, loss, strict=True)])
+        tracker.log_points(run, [{"D": float(x), "loss": float(y)} for x, y in zip(d, loss, strict=True)])
         tracker.set_status(run, "finished")
 
 

@@ -48,7 +48,7 @@ def read_back(runs: int, points: int) -> None:
         started = time.perf_counter()
         for r in range(runs):
             run = tracker.open_run(RunRecord(f"run{r:05d}", "bench", {"N": 1000 + r, "U_D": 10_000}))
-            tracker.log_points(run, [{"D": (p + 1) * 100, "val_loss": 5.0 / (p + 1) + r * 1e-6} for p in range(points)])
+            tracker.log_points(run, [{"D": (p + 1) * 100, "loss": 5.0 / (p + 1) + r * 1e-6} for p in range(points)])
         write_s = time.perf_counter() - started
         print(f"logged {runs} runs x {points} points in {write_s:.1f} s ({write_s / runs * 1000:.0f} ms per run)")
 
@@ -76,8 +76,10 @@ def launch_overhead(jobs: int) -> None:
     from corpus.shards import BuildConfig, build_corpus
     from corpus.sources import music21_files
     from sweeps.launch import launch
-    from sweeps.spec import Campaign
-    from trainer.run import RunSpec, train_run
+    from sweeps.settings import LauncherSettings
+    from sweeps.spec import Campaign, Grid
+    from trainer.run import train_run
+    from trainer.spec import RunSpec
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -92,7 +94,8 @@ def launch_overhead(jobs: int) -> None:
 
         specs = tuple(dataclasses.replace(base, seed=100 + seed) for seed in range(jobs))
         campaign = Campaign(name="overhead", source=root / "spec.toml", corpus=root / "corpus", folder=root / "campaign",
-                            tracking_uri="", runs=specs, launcher={"kind": "local", "max_parallel": 1, "timeout_min": 30})
+                            tracking_uri="", runs=specs, launcher=LauncherSettings(kind="local", timeout_min=30),
+                            grid=Grid(presets=(base.preset,), fractions=(base.fraction,)))
         started = time.perf_counter()
         states = launch(campaign)
         launched_s = (time.perf_counter() - started) / jobs

@@ -27,9 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.model import Decoder, ModelConfig, flops_per_token  # noqa: E402
+from trainer.config import ModelConfig, flops_per_token  # noqa: E402
+from trainer.model import Decoder  # noqa: E402
 from trainer.module import DecoderModule  # noqa: E402
-from trainer.run import measure_peak_flops, resolve_precision  # noqa: E402
+from trainer.throughput import measure_peak_flops, resolve_precision  # noqa: E402
 
 CFG = ModelConfig(vocab_size=4096, d_model=256, n_layers=4, n_heads=4, d_ff=688, max_seq_len=256)
 BATCH = 8
@@ -134,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     data = batches(args.steps + args.warmup)
-    peak = measure_peak_flops(seconds=2.0)
+    peak = measure_peak_flops("cpu", "32", seconds=2.0).flops_per_s
     fpt = flops_per_token(CFG, CFG.max_seq_len)
     print(f"threads {torch.get_num_threads()}; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s; "
           f"model {sum(p.numel() for p in Decoder(CFG).parameters()) / 1e6:.2f}M parameters, {fpt / 1e6:.1f} MFLOP/token")

@@ -21,7 +21,9 @@ RESERVED = ("<|>", "<n>", "<|endoftext|>")
 
 
 class CorpusInputError(ValueError):
-    """An input path that does not exist or cannot be read (exit status 2)."""
+    """An input path that does not exist or cannot be read."""
+
+    exit_status = 2  # the command line's status for it (see smslab/cli.py)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,29 @@ import time
 from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 
 from dashboards import figures
-from dashboards.data import (LAWS, CampaignView, DataUnavailable, FitCache, campaigns, fingerprint, fit_provenance,
-                             fits_for, load_view)
-from dashboards.views import (VIEW_NAMES, ViewSettings, build_views, chosen_fit, curves_data_figure, curves_law_overlay,
-                              guarded, noted_title, planner_answer, planning_inputs)
+from dashboards.data import (
+    CampaignView,
+    DataUnavailable,
+    FitCache,
+    campaigns,
+    fingerprint,
+    fit_provenance,
+    fits_for,
+    load_view,
+)
+from dashboards.views import (
+    VIEW_NAMES,
+    ViewSettings,
+    build_views,
+    chosen_fit,
+    curves_data_figure,
+    curves_law_overlay,
+    guarded,
+    noted_title,
+    planner_answer,
+    planning_inputs,
+)
+from lawfit.names import LAW_NAMES
 
 TITLES = {
     "progress": "Campaign progress", "comparison": "Law comparison (Table 3)", "curves": "Curves and laws (Fig. 4-5)",
@@ -53,7 +72,7 @@ class ViewSource:
 
 
 def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float = 10.0,
-               laws: tuple[str, ...] = LAWS) -> Dash:
+               laws: tuple[str, ...] = LAW_NAMES) -> Dash:
     source = ViewSource(tracking_uri, refresh_s)
     app = Dash(__name__, title="smslab", serve_locally=True)
     try:
@@ -64,14 +83,14 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
     initial = campaign if campaign is not None else (options[0] if options else None)
     controls = html.Div([
         html.Label("campaign"), dcc.Dropdown(id="campaign", options=options, value=initial, clearable=False),
-        html.Label("laws"), dcc.Dropdown(id="laws", options=list(LAWS), value=list(laws), multi=True),
+        html.Label("laws"), dcc.Dropdown(id="laws", options=list(LAW_NAMES), value=list(laws), multi=True),
         html.Label("split"),
         dcc.RadioItems(id="split", value="all", inline=True, options=[
             {"label": "fit all sizes", "value": "all"},
             {"label": "hold out the largest sizes (Table 3)", "value": "held-out"}]),
         html.Label("law for planning"),
         dcc.RadioItems(id="plan-law", value="", inline=True,
-                       options=[{"label": "the campaign's choice", "value": ""}] + [{"label": x, "value": x} for x in LAWS]),
+                       options=[{"label": "the campaign's choice", "value": ""}] + [{"label": x, "value": x} for x in LAW_NAMES]),
     ], style={"display": "grid", "gridTemplateColumns": "140px 1fr", "gap": "6px", "maxWidth": "900px"})
     planner = html.Div([
         html.H3("Planner"),
@@ -181,7 +200,7 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
 
     def planning_fit(campaign_name, laws, split, plan_law):  # type: ignore[no-untyped-def]
         view = source.view(campaign_name)
-        fits, _ = fits_for(view, tuple(laws or LAWS), split or "all", source.cache)
+        fits, _ = fits_for(view, tuple(laws or LAW_NAMES), split or "all", source.cache)
         return view, chosen_fit(view, fits, plan_law or None, source.cache)
 
     @app.callback(Output("plan-answer", "children"), Input("plan-go", "n_clicks"),

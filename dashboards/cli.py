@@ -44,12 +44,13 @@ def _error(command: str, message: str) -> int:
 
 def run_dash(args: argparse.Namespace) -> int:
     from dashboards.app import create_app
-    from dashboards.data import LAWS, DataUnavailable, campaigns
+    from dashboards.data import DataUnavailable, campaigns
+    from lawfit.names import LAW_NAMES
 
-    laws = tuple(x.strip() for x in args.laws.split(",")) if args.laws else LAWS
-    unknown = [law for law in laws if law not in LAWS]
+    laws = tuple(x.strip() for x in args.laws.split(",")) if args.laws else LAW_NAMES
+    unknown = [law for law in laws if law not in LAW_NAMES]
     if unknown:
-        return _error("dash", f"--laws: unknown law {unknown[0]!r}; laws are {', '.join(LAWS)}")
+        return _error("dash", f"--laws: unknown law {unknown[0]!r}; laws are {', '.join(LAW_NAMES)}")
     if not args.refresh_s > 0:
         return _error("dash", f"--refresh-s must be a positive number of seconds, got {args.refresh_s:g}")
     uri = _uri(args.tracking_uri)

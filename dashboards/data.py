@@ -16,8 +16,6 @@ import json
 import os
 import re
 import tempfile
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +24,15 @@ import numpy as np
 import pandas as pd
 
 from lawfit.bootstrap import bootstrap_fit
-from lawfit.fit import FitOptions, fit_law
+from lawfit.fit import FitOptions, GridCache, fit_law
+from lawfit.memo import Memo
 from lawfit.points import LossPoints
 from lawfit.result import FitResult
-from lawfit.scoring import default_train_max_n
-from storage.tracking import StorageError, Tracker, open_store, sqlite_path
+from lawfit.scoring import can_leave_one_size_out, default_train_max_n
+from storage.points import POINT_SELECTIONS, fit_points
+from storage.sqlite_store import sqlite_file
+from storage.tracking import StorageError, Tracker, open_store
 
-LAWS = ("chinchilla", "data_constrained", "dprime", "nd", "sms")
 BOOTSTRAP_DRAWS = 100  # the campaign spec's default ([plan] bootstrap)
 BOOTSTRAP_LEVEL = 0.9  # and its default level
 FIT_CACHE_SIZE = 64  # fits kept: each new set of points (a run landed) adds one per law shown
@@ -46,7 +46,7 @@ class DataUnavailable(RuntimeError):
 class CampaignView:
     campaign: str
     points: pd.DataFrame  # the loss-point table: every evaluation of every run (finite, positive values only)
-    final_points: pd.DataFrame  # the last evaluation of each finished run
+    final_points: pd.DataFrame  # the last evaluation of each finished run (storage.points.fit_points "final")
     statuses: dict[str, str]  # smslab run id → status
     recorded_fits: dict[str, FitResult] = field(default_factory=dict)  # law → the latest round's fit
     rounds: tuple[dict[str, float], ...] = ()  # round, n_opt, lo, hi, ratio
@@ -58,10 +58,7 @@ class CampaignView:
     @property
     def fit_points(self) -> pd.DataFrame:
         """What the laws are fitted on, as the campaign fits: finished runs' final points, or their curves."""
-        if self.points_setting == "curve":
-            finished = {run for run, status in self.statuses.items() if status == "finished"}
-            return self.points[self.points["run_id"].isin(finished)].reset_index(drop=True)
-        return self.final_points
+        return fit_points(self.points, self.statuses, self.points_setting)  # type: ignore[arg-type]
 
 
 def _fail_fast() -> None:
@@ -75,7 +72,7 @@ def _fail_fast() -> None:
 def _open(tracking_uri: str) -> Tracker:
     """The store, which must exist: opening a SQLite URI would otherwise create an empty store at a mistyped path."""
     _fail_fast()
-    path = sqlite_path(tracking_uri)
+    path = sqlite_file(tracking_uri)
     try:
         if path is not None and not path.is_file():
             _tracker.cache_clear()  # a store removed since: do not keep a client of it
@@ -127,11 +124,10 @@ def load_view(tracking_uri: str, campaign: str) -> CampaignView:
     values = points[["N", "D", "U_D", "loss"]].to_numpy(float)
     usable = np.all(np.isfinite(values) & (values > 0), axis=1)
     points = points[usable].reset_index(drop=True)
-    finished = {run for run, status in statuses.items() if status == "finished"}
-    final = points[points["run_id"].isin(finished)].sort_values(["run_id", "D"]).groupby("run_id").tail(1)
-    points_setting = settings.get("points", "final") if settings.get("points") in ("final", "curve") else "final"
-    return CampaignView(campaign, points, final.reset_index(drop=True), statuses, fits, rounds, plan, latest,
-                        points_setting, int((~usable).sum()))
+    final = fit_points(points, statuses, "final")
+    points_setting = settings.get("points", "final") if settings.get("points") in POINT_SELECTIONS else "final"
+    return CampaignView(campaign, points, final, statuses, fits, rounds, plan, latest, points_setting,
+                        int((~usable).sum()))
 
 
 def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, float], ...], dict[str, object] | None,
@@ -162,42 +158,22 @@ def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, fl
     return fits, tuple(rounds), plan, number
 
 
-def as_loss_points(frame: pd.DataFrame, source: str) -> LossPoints:
-    return LossPoints.from_arrays(frame["N"].to_numpy(float), frame["D"].to_numpy(float), frame["loss"].to_numpy(float),
-                                  U_D=frame["U_D"].to_numpy(float), run_id=frame["run_id"].to_numpy(), source=source)
-
-
 class FitCache:
-    """Fits (and bootstraps) made here, once per (points, law, split); the most recent ``FIT_CACHE_SIZE`` are kept."""
+    """Fits (and bootstraps) made here, once per (points, law, split); the most recent ``FIT_CACHE_SIZE`` are kept.
+
+    The app's request threads share it: views needing the same fit wait for one computation, while a
+    planner click needing another fit does not wait behind it (``lawfit.memo.Memo``).
+    """
 
     def __init__(self, size: int = FIT_CACHE_SIZE) -> None:
-        self._fits: OrderedDict[tuple[object, ...], FitResult] = OrderedDict()
-        self._making: dict[tuple[object, ...], threading.Lock] = {}
-        self._size = size
-        self._lock = threading.Lock()
-
-    def _cached(self, key: tuple[object, ...], make) -> FitResult:  # type: ignore[no-untyped-def]
-        # One lock per fit: views needing the same fit wait for one computation, while a planner
-        # click needing another fit does not wait behind it.
-        with self._lock:
-            making = self._making.setdefault(key, threading.Lock())
-        with making:
-            with self._lock:
-                if key in self._fits:
-                    self._fits.move_to_end(key)
-                    return self._fits[key]
-            made = make()
-            with self._lock:
-                self._fits[key] = made
-                self._making.pop(key, None)
-                while len(self._fits) > self._size:
-                    self._fits.popitem(last=False)
-        return made
+        self._fits: Memo[tuple[object, ...], FitResult] = Memo(size)
+        # The laws' full-grid fits, shared as a comparison shares them: the SMS law's stage 1 is the "nd" law's fit.
+        self._grid_runs = GridCache()
 
     def fit(self, points: LossPoints, law: str, train_max_n: float | None, leave_one_size_out: bool = False) -> FitResult:
         options = FitOptions(train_max_n=train_max_n, leave_one_size_out=leave_one_size_out)
-        return self._cached(("fit", points.content_hash(), law, train_max_n, leave_one_size_out),
-                            lambda: fit_law(points, law, options))
+        return self._fits.get(("fit", points.content_hash(), law, train_max_n, leave_one_size_out),
+                              lambda: fit_law(points, law, options, self._grid_runs))
 
     def bootstrapped(self, fit: FitResult, points: LossPoints) -> FitResult:
         """``fit`` with bootstrap draws over runs (as a campaign round makes them), for planning intervals."""
@@ -205,7 +181,7 @@ class FitCache:
             return fit
         key = ("bootstrap", points.content_hash(), fit.law, fit.train_max_n)
         options = FitOptions(delta=fit.delta, train_max_n=fit.train_max_n)
-        return self._cached(key, lambda: fit.with_bootstrap(
+        return self._fits.get(key, lambda: fit.with_bootstrap(
             bootstrap_fit(fit, points, BOOTSTRAP_DRAWS, options, level=BOOTSTRAP_LEVEL, seed=0)))
 
 
@@ -213,7 +189,7 @@ def view_points(view: CampaignView) -> LossPoints:
     """The points the laws are fitted on, as lawfit's table."""
     if view.fit_points.empty:
         raise ValueError(f"campaign {view.campaign} has no finished runs to fit yet")
-    points = as_loss_points(view.fit_points, f"campaign {view.campaign}")
+    points = LossPoints.from_frame(view.fit_points, f"campaign {view.campaign}")
     if len(points.sizes) < 2:
         raise ValueError(f"campaign {view.campaign} has one model size ({points.sizes[0]:.3g}): the laws need two or more")
     return points
@@ -226,7 +202,7 @@ def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCach
     left out, its reason put in ``errors``; when none can, the first reason is raised."""
     points = view_points(view)
     train_max_n = default_train_max_n(points) if split == "held-out" else None
-    leave_one_size_out = train_max_n is None and len(points.sizes) >= 3  # as campaigns choose their law
+    leave_one_size_out = train_max_n is None and can_leave_one_size_out(points)  # as campaigns choose their law
     out = []
     failed: dict[str, str] = {}
     for law in laws:

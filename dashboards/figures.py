@@ -28,7 +28,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from lawfit.laws.base import get_law
-from lawfit.planning import FLOPS_PER_PARAM_TOKEN, plan_compute_optimal, plan_tokens
+from lawfit.names import FLOPS_PER_PARAM_TOKEN
+from lawfit.planning import plan_compute_optimal, plan_tokens
 from lawfit.result import FitResult
 
 MAX_POINTS_PER_CURVE = 200

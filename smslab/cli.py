@@ -41,44 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. An error of smslab's own kinds carries its exit status (``exit_status``: 2 for bad
+    input, 1 for a campaign that cannot go on) and is printed as one line; so is a failure of what smslab
+    talks to (exit 1); anything else is a bug, and its traceback is what a report needs."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    from corpus.sources import CorpusInputError
-    from lawfit.errors import LawfitInputError
-
-    input_errors: tuple[type[Exception], ...] = (LawfitInputError, CorpusInputError)
-    if args.command in ("train", "sweep", "campaign", "quickstart", "runs"):
-        from storage.tracking import StorageError
-
-        input_errors += (StorageError,)
-    if args.command in ("train", "sweep", "campaign", "quickstart"):
-        from trainer.run import RunError
-
-        input_errors += (RunError,)
-    if args.command in ("sweep", "campaign", "quickstart"):
-        from sweeps.spec import SpecError
-
-        input_errors += (SpecError,)
-    failures: tuple[type[Exception], ...] = ()
-    if args.command in ("sweep", "campaign", "quickstart"):
-        from sweeps.campaign import CampaignError
-        from sweeps.launch import CampaignBusyError
-
-        failures += (CampaignError, CampaignBusyError)
     try:
         return int(args.handler(args))
-    except input_errors as exc:
-        print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except failures as exc:
-        print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"smslab {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        status = getattr(exc, "exit_status", None)
+        if isinstance(status, int):
+            print(f"smslab {args.command}: error: {exc}", file=sys.stderr)
+            return status
         if not environment_failure(exc):
-            raise  # a bug of smslab's own: the traceback is what a report needs
+            raise
         print(f"smslab {args.command}: error: {type(exc).__name__}: {str(exc).strip()[:2000]}", file=sys.stderr)
         return 1
 

@@ -22,7 +22,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 def run_export(args: argparse.Namespace) -> int:
     import sys
 
-    from storage.tracking import StorageError, export_points, open_store
+    from storage.points import export_points
+    from storage.tracking import StorageError, open_store
 
     def error(message: str) -> int:
         print(f"smslab runs export: error: {message}", file=sys.stderr)

@@ -5,15 +5,21 @@
   run.
 - Params: every run-spec field plus N, N with embeddings, U_D, planned D, the
   spec hash and the code version (package version and git commit);
-  tags: campaign, status. Metrics ``val_loss``, ``train_loss``, ``lr``,
-  ``tokens_per_s``, ``mfu`` with step = tokens seen (D).
+  tags: campaign, status. Metrics: the curve point's (``storage/points.py``:
+  ``loss``, ``step``, ``train_loss``, ``lr``, ``tokens_per_s``, ``mfu``), each at
+  MLflow step = tokens seen (D).
 - Logging is batched: one ``log_batch`` per evaluation (over HTTP every
   request costs tens of milliseconds).
 - A point logged again after a resume is stored twice by MLflow (same step,
   later timestamp); reading keeps the latest value per (run, metric, step), so
   it never appears twice in what storage hands back.
 - Reading: on a SQLite store one SQL query over MLflow's tables (the fast
-  path); on any other store the public API, run by run.
+  path, ``storage/sqlite_store.py``); on any other store the public API, run
+  by run. Which applies is decided once, when the ``Tracker`` opens the store.
+
+Contract: a ``Tracker`` holds one MLflow client; MLflow's client is safe to
+share between threads (the dashboard does), and every write retries while an
+embedded store is locked by another process.
 
 The default tracking URI is a SQLite file in the campaign folder (nothing to
 start). SQLite allows one writer at a time: writes retry with backoff when
@@ -23,17 +29,27 @@ the database is locked, so parallel jobs never fail on it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-LOSS_POINT_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split")
-METRICS = ("val_loss", "train_loss", "lr", "tokens_per_s", "mfu")
+from storage.points import CURVE_METRICS, LOSS_METRIC, PointSelection, fit_points, points_table
+from storage.sqlite_store import (
+    StorageError,
+    campaign_state_rows,
+    check_mlflow_file,
+    default_tracking_uri,
+    read_curve_rows,
+    sqlite_file,
+)
+
+__all__ = ["RunRecord", "StorageError", "Tracker", "default_tracking_uri", "open_store", "with_retry"]
+
 RUN_ID_TAG = "smslab.run_id"
 STATUS_TAG = "smslab.status"
 CAMPAIGN_TAG = "smslab.campaign"
@@ -42,17 +58,6 @@ KIND_TAG = "smslab.kind"
 MAX_TAG_CHARS = 5000  # MLflow keeps tag values up to 8,000 characters
 
 T = TypeVar("T")
-
-
-def default_tracking_uri(folder: str | Path) -> str:
-    """``sqlite:////abs/path/mlflow.db`` in ``folder`` (an absolute path needs four slashes)."""
-    return f"sqlite:///{Path(folder).resolve() / 'mlflow.db'}"
-
-
-def sqlite_path(uri: str) -> Path | None:
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :])
-    return None
 
 
 def with_retry(call: Callable[[], T], attempts: int = 12, first_delay_s: float = 0.05) -> T:
@@ -79,30 +84,10 @@ class RunRecord:
     kind: str = "train"  # "train": a training run with a curve; "campaign": a campaign's own record (artifacts)
 
 
-class StorageError(ValueError):
-    """A tracking URI that cannot be a store; the message names it (exit status 2)."""
-
-
-def _check_sqlite_store(path: Path) -> None:
-    """An existing SQLite file must be an MLflow store: MLflow would otherwise add its tables to any database."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        finally:
-            connection.close()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{path}: not a SQLite database ({exc})") from None
-    if tables and "experiments" not in tables:
-        raise StorageError(f"{path}: a SQLite database but not an MLflow tracking store (it has no experiments table)")
-
-
 def open_store(tracking_uri: str) -> Tracker:
     """A store that exists: for a SQLite URI whose file is missing (a typo), an error rather than the
     empty store that opening it would create."""
-    path = sqlite_path(tracking_uri)
+    path = sqlite_file(tracking_uri)
     if path is not None and not path.is_file():
         raise StorageError(f"no tracking store at {path}")
     return Tracker(tracking_uri)
@@ -114,12 +99,14 @@ class Tracker:
     def __init__(self, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
-        path = sqlite_path(tracking_uri)
+        path = sqlite_file(tracking_uri)
         self.uri = tracking_uri
+        # The embedded store's file, or None for any other store: decided here, once.
+        self.sqlite_file = path
         if path is None:
             self.client = MlflowClient(tracking_uri)
             return
-        _check_sqlite_store(path)
+        check_mlflow_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # The first client to open a new SQLite store creates its schema (alembic migrations);
         # two doing it at once corrupt the version table, so creation is serialised by a file lock.
@@ -134,7 +121,7 @@ class Tracker:
             return str(experiment.experiment_id)
         if not create:
             return None
-        path = sqlite_path(self.uri)
+        path = self.sqlite_file
         # Beside an embedded store, artifacts go beside the database (MLflow's default is ./mlruns of the cwd).
         location = (path.parent / "mlartifacts" / campaign).resolve().as_uri() if path is not None else None
         try:
@@ -208,26 +195,10 @@ class Tracker:
         """A token that changes when a curve of the campaign gains a point, a run changes state or the
         campaign records a round. Cheap on SQLite stores (one query over MLflow's latest_metrics and
         tags, and a listing of the campaign run's artifacts); None on other stores (read everything)."""
-        import hashlib
-
-        path = sqlite_path(self.uri)
+        path = self.sqlite_file
         if path is None or not path.is_file():
             return None
-        query = """
-            SELECT r.run_uuid, r.status, lm.step, lm.timestamp, ts.value, tk.value
-            FROM runs r
-            JOIN experiments e ON e.experiment_id = r.experiment_id
-            LEFT JOIN latest_metrics lm ON lm.run_uuid = r.run_uuid AND lm.key = 'val_loss'
-            LEFT JOIN tags ts ON ts.run_uuid = r.run_uuid AND ts.key = ?
-            LEFT JOIN tags tk ON tk.run_uuid = r.run_uuid AND tk.key = ?
-            WHERE e.name = ? AND r.lifecycle_stage = 'active'
-            ORDER BY r.run_uuid
-        """
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            rows = connection.execute(query, (STATUS_TAG, KIND_TAG, campaign)).fetchall()
-        finally:
-            connection.close()
+        rows = campaign_state_rows(path, campaign, STATUS_TAG, KIND_TAG, LOSS_METRIC)
         artifacts = [
             sorted(entry.path for entry in with_retry(lambda run=row[0]: self.client.list_artifacts(run, "rounds")))
             for row in rows if row[5] == "campaign"
@@ -258,15 +229,16 @@ class Tracker:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         return Path(with_retry(lambda: self.client.download_artifacts(run.info.run_id, "", str(target))))
 
-    def log_points(self, mlflow_run_id: str, points: Iterable[Mapping[str, float]]) -> None:
-        """Log evaluation points in one batch; each point has D (the step) and any of METRICS."""
+    def log_points(self, mlflow_run_id: str, points: Iterable[Mapping[str, object]]) -> None:
+        """Log evaluation points in one batch; each point has D (MLflow's step) and any of ``CURVE_METRICS``
+        (a ``CurvePoint.to_row()`` has them all)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics = [
-            Metric(key, float(point[key]), now, int(point["D"]))
+            Metric(key, float(point[key]), now, int(point["D"]))  # type: ignore[arg-type]
             for point in points
-            for key in METRICS
+            for key in CURVE_METRICS
             if key in point and point[key] is not None
         ]
         if metrics:
@@ -289,84 +261,35 @@ class Tracker:
 
     def read_points(self, campaign: str):  # type: ignore[no-untyped-def]
         """Every validation curve of the campaign as the loss-point table (pandas DataFrame)."""
-        path = sqlite_path(self.uri)
-        if path is not None:
-            return read_points_sqlite(path, campaign)
+        if self.sqlite_file is not None:
+            return points_table(read_curve_rows(self.sqlite_file, campaign, RUN_ID_TAG, LOSS_METRIC))
         return self.read_points_api(campaign)
+
+    def read_fit_points(self, campaign: str, selection: PointSelection):  # type: ignore[no-untyped-def]
+        """What the laws are fitted on (``storage.points.fit_points``): finished runs' final points or curves."""
+        return fit_points(self.read_points(campaign), self.run_statuses(campaign), selection)
 
     def read_points_api(self, campaign: str):  # type: ignore[no-untyped-def]
         """The same table through MLflow's public API, one metric history per run (any store)."""
-        import pandas as pd
-
         experiment = self.experiment_id(campaign, create=False)
         if experiment is None:
-            return pd.DataFrame(columns=LOSS_POINT_COLUMNS)
+            return points_table([])
         rows = []
         for run in self.client.search_runs([experiment], max_results=50_000):
             tags, params = run.data.tags, run.data.params
-            history = {}
-            for metric in self.client.get_metric_history(run.info.run_id, "val_loss"):
-                previous = history.get(metric.step)
-                if previous is None or metric.timestamp >= previous.timestamp:
-                    history[metric.step] = metric
-            for step, metric in history.items():
-                rows.append((tags.get(RUN_ID_TAG, run.info.run_id), params.get("N"), step, params.get("U_D"), metric.value))
-        return _table(rows)
+            loss = self._latest_by_step(run.info.run_id, LOSS_METRIC)
+            steps = self._latest_by_step(run.info.run_id, "step")
+            for d, value in loss.items():
+                step = steps.get(d)
+                rows.append((tags.get(RUN_ID_TAG, run.info.run_id), params.get("N"), d, params.get("U_D"), value,
+                             step))
+        return points_table(rows)
 
-
-def _table(rows: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
-    import pandas as pd
-
-    frame = pd.DataFrame(rows, columns=["run_id", "N", "D", "U_D", "loss"])
-    frame = frame.astype({"N": float, "D": float, "U_D": float, "loss": float})
-    frame["step"] = frame["D"].astype("int64")
-    frame["split"] = "val"
-    return frame.sort_values(["run_id", "D"], kind="stable").reset_index(drop=True)[list(LOSS_POINT_COLUMNS)]
-
-
-def read_points_sqlite(path: Path, campaign: str):  # type: ignore[no-untyped-def]
-    """One SQL query over MLflow's SQLite tables (metrics, runs, params, tags, experiments)."""
-    query = """
-        WITH latest AS (
-            SELECT m.run_uuid, m.step, m.value,
-                   ROW_NUMBER() OVER (PARTITION BY m.run_uuid, m.step ORDER BY m.timestamp DESC) AS rank
-            FROM metrics m
-            JOIN runs r ON r.run_uuid = m.run_uuid
-            JOIN experiments e ON e.experiment_id = r.experiment_id
-            WHERE m.key = 'val_loss' AND e.name = ? AND r.lifecycle_stage = 'active'
-        )
-        SELECT COALESCE(t.value, l.run_uuid), pn.value, l.step, pu.value, l.value
-        FROM latest l
-        LEFT JOIN tags t ON t.run_uuid = l.run_uuid AND t.key = ?
-        LEFT JOIN params pn ON pn.run_uuid = l.run_uuid AND pn.key = 'N'
-        LEFT JOIN params pu ON pu.run_uuid = l.run_uuid AND pu.key = 'U_D'
-        WHERE l.rank = 1
-    """
-    if not path.is_file():
-        return _table([])
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = connection.execute(query, (campaign, RUN_ID_TAG)).fetchall()
-    finally:
-        connection.close()
-    return _table(rows)
-
-
-def export_points(frame, out: str | Path) -> None:  # type: ignore[no-untyped-def]
-    """Write the loss-point table as Parquet (``.parquet``) or CSV, atomically."""
-    import os
-    import tempfile
-
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        if target.suffix.lower() in (".parquet", ".pq"):
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    def _latest_by_step(self, mlflow_run_id: str, key: str) -> dict[int, float]:
+        """A metric's history, the latest value at each step (a point logged again after a resume wins)."""
+        latest: dict[int, tuple[int, float]] = {}
+        for metric in self.client.get_metric_history(mlflow_run_id, key):
+            previous = latest.get(metric.step)
+            if previous is None or metric.timestamp >= previous[0]:
+                latest[metric.step] = (metric.timestamp, metric.value)
+        return {step: value for step, (_, value) in latest.items()}

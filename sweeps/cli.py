@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -46,34 +44,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     run.set_defaults(handler=run_campaign)
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def describe(spec) -> str:  # type: ignore[no-untyped-def]
-    budget = f"{spec.epochs:g} ep" if spec.epochs is not None else f"{spec.tokens:,} tok"
-    return f"{spec.preset:<10} f={spec.fraction:<7g} {budget:<12} seed {spec.seed}"
-
-
-def progress_printer(total: int):  # type: ignore[no-untyped-def]
-    started = time.perf_counter()
-    done = 0
-
-    def show(state, event: str) -> None:  # type: ignore[no-untyped-def]
-        nonlocal done
-        if event in ("done", "skipped"):
-            done += 1
-        extra = ""
-        if state.status == "finished" and state.final_loss is not None:
-            extra = f" val loss {state.final_loss:.4f}"
-        elif state.status == "failed":
-            extra = f" ({state.error or 'see state.json'})"[:200]
-        _say(f"[{done}/{total} {time.perf_counter() - started:6.0f} s] {state.run_id} {describe(state.spec)} "
-             f"{event}: {state.status}{extra}")
-
-    return show
-
-
 def load(args: argparse.Namespace, check_corpus: bool = True):  # type: ignore[no-untyped-def]
     """The spec file's campaign, with ``--tracking-uri`` over the spec's."""
     import dataclasses
@@ -85,15 +55,18 @@ def load(args: argparse.Namespace, check_corpus: bool = True):  # type: ignore[n
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from sweeps.campaign import learning_rates, with_learning_rate
-    from sweeps.launch import campaign_lock, launch
+    from sweeps.launch import launch
+    from sweeps.lr_search import search_learning_rates
+    from sweeps.progress import progress_printer, say_on_stderr
+    from sweeps.proposals import with_learning_rate
+    from sweeps.runs import campaign_lock
 
     campaign = load(args)
-    _say(f"campaign {campaign.name}: {len(campaign.runs)} runs, launcher {campaign.launcher.get('kind', 'local')}, "
-         f"folder {campaign.folder}")
+    say_on_stderr(f"campaign {campaign.name}: {len(campaign.runs)} runs, launcher {campaign.launcher.kind}, "
+                  f"folder {campaign.folder}")
     with campaign_lock(campaign):
         # With [lr_search], the grid's runs are those at each preset's searched rate (searched first if need be).
-        rates = learning_rates(campaign, _say)
+        rates = search_learning_rates(campaign, say_on_stderr)
         specs = [with_learning_rate(spec, rates) for spec in campaign.runs]
         states = launch(campaign, specs, wait=not args.no_wait, retry_failed=args.retry_failed,
                         progress=progress_printer(len(specs)))
@@ -117,23 +90,30 @@ def print_status(states, scheduler: dict[str, str]) -> None:  # type: ignore[no-
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from sweeps.campaign import searched_rates, with_learning_rate
-    from sweeps.launch import JobBook, read_run_state, submitit_states, tracking_uri_of
+    from sweeps.launch import submitit_states
+    from sweeps.lr_search import searched_rates
+    from sweeps.proposals import with_learning_rate
+    from sweeps.record import recorded_specs
+    from sweeps.runs import JobBook, read_run_state, tracking_uri_of
 
     campaign = load(args, check_corpus=False)  # the state of the runs can be read without the corpus
     book = JobBook(campaign)
     rates = searched_rates(campaign)
     grid = [with_learning_rate(spec, rates) for spec in campaign.runs]
-    specs = grid + [s for s in _proposed_specs(campaign) if s not in grid]
+    # Runs the campaign proposed beyond its grid (recorded in its Optuna study), if it has one.
+    specs = grid + [s for s in recorded_specs(campaign) if s not in grid]
     states = [read_run_state(campaign, spec, book.jobs) for spec in specs]
     scheduler = submitit_states(campaign, states)
     print_status(states, scheduler)
-    from storage.tracking import Tracker, sqlite_path
+    from storage.tracking import StorageError, open_store
 
     uri = tracking_uri_of(campaign)
-    path = sqlite_path(uri)
-    if path is None or path.is_file():
-        statuses = Tracker(uri).run_statuses(campaign.name)
+    try:
+        tracker = open_store(uri)
+    except StorageError:
+        tracker = None  # no store yet: nothing has been launched
+    if tracker is not None:
+        statuses = tracker.run_statuses(campaign.name)
         mismatched = [s for s in states if s.status in ("finished", "failed") and statuses.get(s.run_id) not in (None, s.status)]
         for s in mismatched:
             print(f"note: MLflow says {statuses[s.run_id]} for run {s.run_id}, its folder says {s.status}")
@@ -151,19 +131,13 @@ def _count(values) -> dict[str, int]:  # type: ignore[no-untyped-def]
     return out
 
 
-def _proposed_specs(campaign):  # type: ignore[no-untyped-def]
-    """Runs a campaign proposed beyond its grid (recorded in its Optuna study), if it has one."""
-    from sweeps.campaign import recorded_specs
-
-    return recorded_specs(campaign)
-
-
 def run_campaign(args: argparse.Namespace) -> int:
     from sweeps.campaign import run_campaign as run
-    from sweeps.launch import campaign_lock
+    from sweeps.progress import say_on_stderr
+    from sweeps.runs import campaign_lock
 
     campaign = load(args)
     with campaign_lock(campaign):
-        outcome = run(campaign, say=_say)
+        outcome = run(campaign, say=say_on_stderr)
     print(outcome.report)
     return 0

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import asdict
 from pathlib import Path
 
 import submitit
 
-from trainer.run import RunSpec, train_run
+from trainer.run import Hardware, train_run
+from trainer.spec import RunSpec
 
 
 def preemption_signal() -> signal.Signals:
@@ -36,7 +36,7 @@ class TrainJob(submitit.helpers.Checkpointable):
 
     def __call__(self, spec: dict[str, object], corpus: str, run_folder: str, tracking_uri: str, campaign: str,
                  devices: int = 1, torch_threads: int = 0) -> dict[str, object]:
-        run_spec = RunSpec(**spec)  # type: ignore[arg-type]
+        run_spec = RunSpec.from_dict(spec, run_folder)
         if torch_threads > 0:
             # Jobs sharing a machine split its cores; oversubscribed threads are slower than fewer.
             import torch
@@ -44,7 +44,7 @@ class TrainJob(submitit.helpers.Checkpointable):
             torch.set_num_threads(torch_threads)
         preempt = preemption_signal()
         submitit_handler = signal.getsignal(preempt)
-        state = train_run(run_spec, corpus, run_folder, devices=devices, show_progress=False,
+        state = train_run(run_spec, corpus, run_folder, Hardware(devices=devices), show_progress=False,
                           tracking_uri=tracking_uri or None, campaign=campaign)
         if (state.get("status") == "interrupted" and state.get("reason") == f"signal {preempt.name}"
                 and callable(submitit_handler)):
@@ -56,4 +56,4 @@ class TrainJob(submitit.helpers.Checkpointable):
 def job_arguments(spec: RunSpec, corpus: Path, run_folder: Path, tracking_uri: str, campaign: str,
                   devices: int, torch_threads: int) -> tuple[object, ...]:
     """The pickled arguments of one job: plain data, so a requeued job needs nothing from the launcher."""
-    return (asdict(spec), str(corpus), str(run_folder), tracking_uri, campaign, devices, torch_threads)
+    return (spec.to_dict(), str(corpus), str(run_folder), tracking_uri, campaign, devices, torch_threads)

@@ -1,10 +1,4 @@
-"""Launching a campaign's runs through submitit, and what state each run is in.
-
-Each run trains in ``<folder>/runs/<run id>``; the run folder is the truth
-about a run (``state.json``, the checkpoint, the curve), so launching again
-skips finished runs, resumes interrupted or half-done ones from their
-checkpoint, leaves runs alone that another process is training right now
-(their folder lock is held) and does not retry failed runs unless asked.
+"""Launching a campaign's runs through submitit, and asking the scheduler about them.
 
 - ``kind = "local"`` (the default): submitit's local executor, at most
   ``max_parallel`` jobs at a time, the machine's cores split between them.
@@ -13,132 +7,30 @@ checkpoint, leaves runs alone that another process is training right now
   cluster's MaxArraySize unless given), ``array_parallelism`` of them running
   at once. Requeueing is submitit's (see ``sweeps/job.py``), with
   ``max_num_timeout`` set explicitly.
+- ``kind = "debug"``: submitit's DebugExecutor, every job in this process, one
+  at a time (tests and debugging; a failing job opens pdb, as submitit does).
 
-Job ids are kept in ``<folder>/jobs.json`` so that ``smslab sweep status``
-can ask submitit (and through it ``sacct``) about them later.
+Finished runs are skipped, interrupted ones resumed, and runs another process
+trains now are waited for (``sweeps/runs.py`` reads their state).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage.tracking import Tracker, default_tracking_uri
+from storage.tracking import Tracker
+from sweeps.progress import Progress
+from sweeps.runs import JobBook, RunState, read_run_state, record_job_failure, run_folder, tracking_uri_of
 from sweeps.spec import Campaign
-from trainer.run import RunSpec, folder_in_use
+from trainer.folder import TERMINAL
+from trainer.spec import RunSpec
 
-DEFAULT_TIMEOUT_MIN = 240
-DEFAULT_MAX_NUM_TIMEOUT = 3
 DEFAULT_MAX_ARRAY_SIZE = 1000
 POLL_S = 0.5
-TERMINAL = ("finished", "failed")
-
-
-@dataclass(frozen=True)
-class RunState:
-    """One run as its folder (and its job record) tells it."""
-
-    spec: RunSpec
-    folder: Path
-    status: str  # not started, running (some process holds the folder), interrupted, finished, failed
-    step: int
-    steps: int | None
-    final_loss: float | None
-    error: str | None
-    job_id: str | None
-
-    @property
-    def run_id(self) -> str:
-        return self.spec.run_id()
-
-
-def tracking_uri_of(campaign: Campaign) -> str:
-    return campaign.tracking_uri or default_tracking_uri(campaign.folder)
-
-
-def run_folder(campaign: Campaign, spec: RunSpec) -> Path:
-    return campaign.folder / "runs" / spec.run_id()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_run_state(campaign: Campaign, spec: RunSpec, jobs: Mapping[str, Mapping[str, Any]] | None = None) -> RunState:
-    folder = run_folder(campaign, spec)
-    state = _read_json(folder / "state.json")
-    record = _read_json(folder / "spec.json")
-    status = str(state.get("status", "not started"))
-    if status not in TERMINAL and folder_in_use(folder):
-        status = "running"
-    elif status == "running":
-        status = "interrupted"  # its process is gone (killed before it could checkpoint): resume it
-    final_loss = None
-    curve = folder / "curve.csv"
-    if curve.is_file():
-        # The trainer may be appending a line right now: the last whole line is the latest point.
-        for line in reversed(curve.read_text().splitlines()[1:]):
-            try:
-                final_loss = float(line.split(",")[4])
-                break
-            except (IndexError, ValueError):
-                continue
-    job = (jobs or {}).get(spec.run_id(), {})
-    error = state.get("error") or (state.get("reason") if status == "failed" else None) or job.get("error")
-    return RunState(spec, folder, status, int(state.get("step", 0)), record.get("steps"), final_loss, error,
-                    job.get("job_id"))
-
-
-class CampaignBusyError(RuntimeError):
-    """Another smslab process is launching this campaign now (exit status 1)."""
-
-
-@contextmanager
-def campaign_lock(campaign: Campaign) -> Iterator[None]:
-    """Hold ``<folder>/.campaign.lock`` while launching: two launchers of one campaign would submit the same
-    runs twice and overwrite each other's ``jobs.json``. The lock dies with its process."""
-    campaign.folder.mkdir(parents=True, exist_ok=True)
-    path = campaign.folder / ".campaign.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise CampaignBusyError(f"{campaign.folder}: another smslab process (pid {holder}) is launching campaign "
-                                    f"{campaign.name!r}; wait for it or stop it") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
-class JobBook:
-    """``jobs.json``: the submitit job of every run (id, kind, when, and its error if the job failed)."""
-
-    def __init__(self, campaign: Campaign) -> None:
-        self.path = campaign.folder / "jobs.json"
-        self.jobs: dict[str, dict[str, Any]] = _read_json(self.path)
-
-    def record(self, run_id: str, **fields: Any) -> None:
-        self.jobs.setdefault(run_id, {}).update(fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.jobs, indent=2, sort_keys=True))
-        os.replace(tmp, self.path)
 
 
 def cluster_max_array_size() -> int:
@@ -159,51 +51,45 @@ def make_executor(campaign: Campaign):  # type: ignore[no-untyped-def]
     import submitit
 
     settings = campaign.launcher
-    kind = settings.get("kind", "local")
-    max_num_timeout = int(settings.get("max_num_timeout", DEFAULT_MAX_NUM_TIMEOUT))
     folder = campaign.folder / "submitit" / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster=kind, slurm_max_num_timeout=max_num_timeout,
-                                     local_max_num_timeout=max_num_timeout)
-    params: dict[str, Any] = {
-        "name": f"smslab-{campaign.name}",
-        "timeout_min": int(settings.get("timeout_min", DEFAULT_TIMEOUT_MIN)),
-        "tasks_per_node": 1,
-        "nodes": 1,
-    }
-    if "gpus_per_node" in settings:
-        params["gpus_per_node"] = settings["gpus_per_node"]
-    if "cpus_per_task" in settings:
-        params["cpus_per_task"] = settings["cpus_per_task"]
-    if "mem_gb" in settings:
-        params["mem_gb"] = settings["mem_gb"]
-    if kind == "slurm":
+    executor = submitit.AutoExecutor(folder=folder, cluster=settings.kind, slurm_max_num_timeout=settings.max_num_timeout,
+                                     local_max_num_timeout=settings.max_num_timeout)
+    params: dict[str, Any] = {"name": f"smslab-{campaign.name}", "timeout_min": settings.timeout_min,
+                              "tasks_per_node": 1, "nodes": 1}
+    for key in ("gpus_per_node", "cpus_per_task", "mem_gb"):
+        if getattr(settings, key) is not None:
+            params[key] = getattr(settings, key)
+    if settings.kind == "slurm":
         # One Slurm task per GPU: Lightning's SLURM environment makes each task one DDP rank, and it
         # refuses a run whose device count differs from --ntasks-per-node.
-        params["tasks_per_node"] = max(1, int(settings.get("gpus_per_node", 1) or 1))
-        for key in ("partition", "account", "qos", "setup", "array_parallelism"):
-            if key in settings:
-                params[f"slurm_{key}"] = settings[key]
+        params["tasks_per_node"] = settings.devices
+        for key in ("partition", "account", "qos", "array_parallelism"):
+            if getattr(settings, key) is not None:
+                params[f"slurm_{key}"] = getattr(settings, key)
+        if settings.setup:
+            params["slurm_setup"] = list(settings.setup)
+        # Slurm writes what has no file of its own (a requeue notice, an early error) to slurm-<job>.out in the
+        # job's working directory: the campaign's submitit folder, not wherever the launcher was started.
+        (campaign.folder / "submitit").mkdir(parents=True, exist_ok=True)
+        params["slurm_additional_parameters"] = {"chdir": str(campaign.folder / "submitit")}
     executor.update_parameters(**params)
     return executor
 
 
 def _cost_estimate(campaign: Campaign, spec: RunSpec) -> float:
-    """N·D of the run (its FLOPs / 6): the order to start runs in."""
-    from trainer.run import prepare
-
-    prepared = prepare(spec, campaign.corpus_for(spec))
+    """N·D of the run, embeddings included (its FLOPs / 6): the order to start runs in."""
+    prepared = campaign.prepare(spec)
     return float(prepared.n_params_with_embeddings) * prepared.plan.total_tokens
 
 
 def _torch_threads(campaign: Campaign) -> int:
+    """Torch threads per job (0: leave torch's default)."""
     settings = campaign.launcher
-    if settings.get("kind", "local") == "slurm":
-        return int(settings.get("cpus_per_task", 0))
-    cores = len(os.sched_getaffinity(0))
-    return max(1, cores // max(1, int(settings.get("max_parallel", 1))))
-
-
-Progress = Callable[[RunState, str], None]
+    if settings.kind == "slurm":
+        return settings.cpus_per_task or 0
+    if settings.kind == "debug":
+        return 0  # the jobs run in this process: its threads are the caller's
+    return max(1, len(os.sched_getaffinity(0)) // settings.max_parallel)
 
 
 def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: bool = True, retry_failed: bool = False,
@@ -235,14 +121,14 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
     # Create the tracking store and the experiment here, once, before any job opens it.
     Tracker(uri).experiment_id(campaign.name)
     executor = make_executor(campaign)
-    kind = campaign.launcher.get("kind", "local")
+    kind = campaign.launcher.kind
     threads = _torch_threads(campaign)
-    devices = int(campaign.launcher.get("gpus_per_node", 1) or 1)
 
     def arguments(spec: RunSpec) -> tuple[object, ...]:
-        folder = run_folder(campaign, spec)
+        folder = run_folder(campaign, spec).path
         folder.mkdir(parents=True, exist_ok=True)
-        return job_arguments(spec, campaign.corpus_for(spec), folder, uri, campaign.name, devices, threads)
+        return job_arguments(spec, campaign.corpus_for(spec), folder, uri, campaign.name, campaign.launcher.devices,
+                             threads)
 
     def submitted(spec: RunSpec, job: Any) -> None:
         active[spec.run_id()] = (spec, job)
@@ -253,14 +139,14 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
     # on a machine whose other cores sit idle.
     todo.sort(key=lambda spec: -_cost_estimate(campaign, spec))
     if kind == "slurm":
-        limit = int(campaign.launcher.get("max_array_size", 0)) or cluster_max_array_size()
+        limit = campaign.launcher.max_array_size or cluster_max_array_size()
         for start in range(0, len(todo), limit):
             chunk = todo[start : start + limit]
             jobs = executor.map_array(TrainJob(), *zip(*(arguments(s) for s in chunk), strict=True))
             for spec, job in zip(chunk, jobs, strict=True):
                 submitted(spec, job)
         todo = []
-    max_parallel = max(1, int(campaign.launcher.get("max_parallel", 1)))
+    max_parallel = campaign.launcher.max_parallel
     results: dict[str, RunState] = {}
     while todo or active or watching:
         while todo and len(active) + len(watching) < max_parallel:  # runs an earlier launch left going count too
@@ -273,14 +159,14 @@ def launch(campaign: Campaign, specs: Sequence[RunSpec] | None = None, wait: boo
             try:
                 job.result()
             except Exception as exc:  # noqa: BLE001  the job's own error: record it, go on without the run
-                if folder_in_use(run_folder(campaign, spec)):
+                if run_folder(campaign, spec).in_use():
                     watching.append(spec)  # another launcher's job trains it (ours found it busy): wait for that
                     say(read_run_state(campaign, spec, book.jobs), "already running")
                     continue
                 error = f"{type(exc).__name__}: {str(exc).strip()[-2000:]}"
-                failures = int(book.jobs.get(run_id, {}).get("failures", 0)) + 1
+                failures = book.failures(run_id) + 1
                 book.record(run_id, error=error, failures=failures)
-                _record_job_failure(campaign, spec, error, failures)
+                record_job_failure(campaign, spec, error, failures)
             state = read_run_state(campaign, spec, book.jobs)
             results[run_id] = state
             say(state, "done")
@@ -317,32 +203,6 @@ def _queued_slurm_job(campaign: Campaign, job: Mapping[str, Any]):  # type: igno
     return slurm_job if state.split()[0] in SLURM_LIVE_STATES else None
 
 
-MAX_JOB_FAILURES = 3
-
-
-def _record_job_failure(campaign: Campaign, spec: RunSpec, error: str, failures: int = 1) -> None:
-    """A job that died outside the trainer's own handling (before training, or killed): the run
-    folder says failed, with the job's error, so the campaign goes on without it. A checkpointed
-    run stays resumable, unless its jobs keep failing (``MAX_JOB_FAILURES``)."""
-    folder = run_folder(campaign, spec)
-    state = _read_json(folder / "state.json")
-    if state.get("status") in TERMINAL or folder_in_use(folder):
-        return
-    resumable = state.get("status") == "interrupted" and "timed-out too many times" not in error
-    if resumable and failures < MAX_JOB_FAILURES:
-        return  # checkpointed: a relaunch resumes it
-    record = {**state, "status": "failed", "reason": "job" if failures < MAX_JOB_FAILURES else f"{failures} jobs failed",
-              "error": error}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".state.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, folder / "state.json")
-    tracker = Tracker(tracking_uri_of(campaign))
-    mlflow_run = tracker.find_run(campaign.name, spec.run_id())
-    if mlflow_run is not None:
-        tracker.set_status(mlflow_run, "failed", error=error)
-
-
 def submitit_states(campaign: Campaign, states: Sequence[RunState]) -> dict[str, str]:
     """What the scheduler says of each run's last job (Slurm: ``sacct`` through submitit; local: the process)."""
     import submitit
@@ -357,6 +217,8 @@ def submitit_states(campaign: Campaign, states: Sequence[RunState]) -> dict[str,
         if job.get("kind") == "slurm":
             slurm_job = submitit.SlurmJob(folder=campaign.folder / "submitit" / "%j", job_id=str(job["job_id"]))
             slurm_jobs.append((state.run_id, slurm_job))
+        elif job.get("kind") == "debug":
+            out[state.run_id] = "ENDED"  # ran inside the launcher, which has returned
         else:
             out[state.run_id] = "RUNNING" if _process_alive(int(job["job_id"])) else "ENDED"
     for run_id, slurm_job in slurm_jobs:

@@ -13,7 +13,6 @@ recommendation. Running it again resumes: nothing finished is trained again.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -35,16 +34,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     cmd.set_defaults(handler=run)
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from corpus.shards import BuildConfig, build_corpus
     from corpus.sources import music21_files
     from sweeps.campaign import run_campaign
-    from sweeps.launch import campaign_lock
+    from sweeps.progress import say_on_stderr as say
+    from sweeps.runs import campaign_lock
     from sweeps.spec import load_campaign
+    from trainer.folder import write_atomic
 
     started = time.perf_counter()
     out = Path(args.out).resolve()
@@ -52,20 +49,18 @@ def run(args: argparse.Namespace) -> int:
     spec_path = out / "campaign.toml"
     shipped = resources.files("sweeps").joinpath("data/quickstart.toml").read_text()
     if not spec_path.is_file() or spec_path.read_text() != shipped:
-        tmp = spec_path.with_name(".campaign.toml.tmp")
-        tmp.write_text(shipped)
-        tmp.replace(spec_path)
-    _say(f"[1/2] corpus: the ABC collections bundled with music21 -> {out / 'corpus'}")
+        write_atomic(spec_path, shipped)
+    say(f"[1/2] corpus: the ABC collections bundled with music21 -> {out / 'corpus'}")
     manifest, _ = build_corpus(music21_files(), out / "corpus", BuildConfig(vocab_size=2048, fractions=FRACTIONS, val_fraction=0.02))
-    _say("      U_D per fraction: " + ", ".join(f"{f:g}: {manifest.fraction(f).tokens:,}" for f in FRACTIONS))
+    say("      U_D per fraction: " + ", ".join(f"{f:g}: {manifest.fraction(f).tokens:,}" for f in FRACTIONS))
     campaign = load_campaign(spec_path)
-    _say(f"[2/2] campaign {campaign.name}: {len(campaign.runs)} grid runs, up to {campaign.launcher['max_parallel']} "
+    say(f"[2/2] campaign {campaign.name}: {len(campaign.runs)} grid runs, up to {campaign.launcher.max_parallel} "
          f"at a time; MLflow store {campaign.folder / 'mlflow.db'}")
     with campaign_lock(campaign):
-        outcome = run_campaign(campaign, say=_say)
+        outcome = run_campaign(campaign, say=say)
     print()
     print(outcome.report)
     print(f"\nfolder: {out}   (smslab sweep status {spec_path}; smslab runs export --tracking-uri "
           f"sqlite:///{campaign.folder / 'mlflow.db'} --campaign {campaign.name} --out points.csv)")
-    _say(f"quickstart done in {time.perf_counter() - started:.0f} s")
+    say(f"quickstart done in {time.perf_counter() - started:.0f} s")
     return 0

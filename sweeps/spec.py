@@ -21,7 +21,7 @@ A spec file::
     lr = 3e-3
 
     [launcher]
-    kind = "local"           # or "slurm"
+    kind = "local"           # or "slurm", or "debug" (every job in this process: tests, debugging)
     max_parallel = 2
     timeout_min = 60
 
@@ -55,46 +55,49 @@ the file, the table and the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.run import RunSpec
+from sweeps.settings import (
+    LauncherSettings,
+    LrSearchSettings,
+    PlanSettings,
+    SpecError,
+    from_table,
+    typed_value,
+)
+from trainer.spec import PRECISIONS, CorpusInfo, Prepared, RunError, RunSpec, prepare
+
+__all__ = ["Campaign", "Grid", "SpecError", "load_campaign"]
 
 CAMPAIGN_KEYS = {"name": str, "corpus": str, "corpora": dict, "folder": str, "tracking_uri": str}
-# The kinds of the run-spec fields [train] may set (None: may be left out, as epochs or tokens).
+# The kinds of the run-spec fields [train] may set.
 TRAIN_KINDS: dict[str, type] = {
     "preset": str, "fraction": float, "epochs": float, "tokens": int, "context": int, "lr": float, "final_lr": float,
     "batch_tokens": int, "micro_batch": int, "seed": int, "data_mix": str, "eval_every_tokens": int, "precision": str,
 }
-PRECISIONS = ("32", "bf16-mixed", "auto")
 DEFAULT_MIX = "abc"
 GRID_KEYS = {"presets": str, "fractions": float, "epochs": float, "tokens": int, "data_mixes": str, "seeds": int}
-LAUNCHER_KEYS = {
-    "kind": str, "max_parallel": int, "timeout_min": int, "partition": str, "gpus_per_node": int, "cpus_per_task": int,
-    "mem_gb": int, "account": str, "qos": str, "setup": list, "array_parallelism": int, "max_array_size": int,
-    "max_num_timeout": int,
-}
-PLAN_KEYS = {
-    "target_flops": float, "unique_tokens": float, "tolerance": float, "budget_flops": float, "max_rounds": int,
-    "runs_per_round": int, "bootstrap": int, "level": float, "laws": list, "points": str, "presets": list,
-    "epochs": list,
-}
-PLAN_DEFAULTS: dict[str, Any] = {
-    "unique_tokens": 0.0, "tolerance": 2.0, "max_rounds": 3, "runs_per_round": 2, "bootstrap": 100, "level": 0.9,
-    "laws": ["chinchilla", "data_constrained", "dprime", "nd", "sms"], "points": "final", "presets": [], "epochs": [],
-}
-LR_SEARCH_KEYS = {"trials": int, "tokens": int, "fraction": float, "low": float, "high": float}
-LR_SEARCH_DEFAULTS: dict[str, Any] = {"trials": 6, "tokens": 200_000, "low": 1e-4, "high": 3e-2}
 GRID_TO_SPEC = {"presets": "preset", "fractions": "fraction", "epochs": "epochs", "tokens": "tokens",
                 "data_mixes": "data_mix", "seeds": "seed"}
+TABLES = ("campaign", "grid", "train", "launcher", "plan", "lr_search")
 
 
-class SpecError(ValueError):
-    """A spec file that cannot be used; the message names the file, table and key (exit status 2)."""
+@dataclass(frozen=True)
+class Grid:
+    """``[grid]``: the axes whose Cartesian product is the campaign's runs."""
+
+    presets: tuple[str, ...]
+    fractions: tuple[float, ...]
+    epochs: tuple[float, ...] = ()
+    tokens: tuple[int, ...] = ()
+    data_mixes: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,16 +108,27 @@ class Campaign:
     folder: Path
     tracking_uri: str
     runs: tuple[RunSpec, ...]
-    launcher: Mapping[str, Any]
-    grid: Mapping[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
-    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    plan: Mapping[str, Any] | None = None  # the [plan] table with defaults filled in; None without one
-    lr_search: Mapping[str, Any] | None = None
-    corpora: Mapping[str, Path] = dataclasses.field(default_factory=dict)  # data mix → its corpus
+    launcher: LauncherSettings
+    grid: Grid
+    # [train]: run-spec fields shared by every run, each checked against its RunSpec kind.
+    train: Mapping[str, object] = field(default_factory=dict)
+    plan: PlanSettings | None = None  # None without a [plan] table
+    lr_search: LrSearchSettings | None = None
+    corpora: Mapping[str, Path] = field(default_factory=dict)  # data mix → its corpus
 
     def corpus_for(self, spec: RunSpec) -> Path:
         """The corpus of the run's data mix (``corpus`` when the campaign has one)."""
         return self.corpora.get(spec.data_mix, self.corpus)
+
+    def prepare(self, spec: RunSpec) -> Prepared:
+        """The run checked against its corpus; each corpus manifest is read once per campaign."""
+        return prepare(spec, _corpus_info(self.corpus_for(spec)))
+
+
+@functools.lru_cache(maxsize=16)
+def _corpus_info(folder: Path) -> CorpusInfo:
+    # A corpus does not change under a campaign (a rebuild gets a new cache key; its runs then differ).
+    return CorpusInfo.read(folder)
 
 
 def _check_table(source: Path, table: str, data: Any, allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -130,14 +144,7 @@ def _as_list(source: Path, key: str, value: Any, kind: type) -> list[Any]:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise SpecError(f"{source}: [grid] {key} is empty")
-    out = []
-    for v in values:
-        if kind is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if not isinstance(v, kind) or isinstance(v, bool):
-            raise SpecError(f"{source}: [grid] {key}: {v!r} is not a {kind.__name__}")
-        out.append(v)
-    return out
+    return [typed_value(source, "grid", key, v, kind) for v in values]
 
 
 def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
@@ -150,10 +157,9 @@ def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
         data = tomllib.loads(source.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SpecError(f"{source}: not a TOML file: {exc}") from None
-    unknown = sorted(set(data) - {"campaign", "grid", "train", "launcher", "plan", "lr_search"})
+    unknown = sorted(set(data) - set(TABLES))
     if unknown:
-        raise SpecError(f"{source}: unknown table [{unknown[0]}]; tables are [campaign], [grid], [train], [launcher], "
-                        "[plan], [lr_search]")
+        raise SpecError(f"{source}: unknown table [{unknown[0]}]; tables are " + ", ".join(f"[{t}]" for t in TABLES))
     campaign = _check_table(source, "campaign", data.get("campaign", {}), CAMPAIGN_KEYS)
     for key, value in campaign.items():
         if key == "corpora":
@@ -164,23 +170,17 @@ def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
             raise SpecError(f"{source}: [campaign] {key} must be a string")
     if "corpus" in campaign and "corpora" in campaign:
         raise SpecError(f"{source}: [campaign] gives both corpus and corpora; give one corpus, or one per data mix")
-    grid = _check_table(source, "grid", data.get("grid"), GRID_KEYS) if "grid" in data else None
-    if grid is None:
+    if "grid" not in data:
         raise SpecError(f"{source}: the [grid] table is missing")
+    grid = _check_table(source, "grid", data["grid"], GRID_KEYS)
     train = _check_table(source, "train", data.get("train", {}), TRAIN_KINDS)
-    train = {key: _typed(source, "train", key, value, TRAIN_KINDS[key]) for key, value in train.items()}
+    train = {key: typed_value(source, "train", key, value, TRAIN_KINDS[key]) for key, value in train.items()}
     if train.get("precision", "32") not in PRECISIONS:
         raise SpecError(f"{source}: [train] precision must be one of {', '.join(PRECISIONS)}, got {train['precision']!r}")
     for key in ("lr", "final_lr"):
         if key in train and not train[key] > 0:
             raise SpecError(f"{source}: [train] {key} must be positive, got {train[key]}")
-    launcher = _check_table(source, "launcher", data.get("launcher", {}), LAUNCHER_KEYS)
-    for key, value in launcher.items():
-        kind = LAUNCHER_KEYS[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise SpecError(f"{source}: [launcher] {key}: {value!r} is not a {kind.__name__}")
-    if launcher.get("kind", "local") not in ("local", "slurm"):
-        raise SpecError(f"{source}: [launcher] kind must be 'local' or 'slurm', got {launcher['kind']!r}")
+    launcher = from_table(LauncherSettings, source, "launcher", data.get("launcher", {}))
 
     if "epochs" in grid and "tokens" in grid:
         raise SpecError(f"{source}: [grid] gives both epochs and tokens; a run has one budget")
@@ -226,76 +226,35 @@ def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
     if "plan" in data and len(set(mixes)) > 1:
         raise SpecError(f"{source}: [plan] a campaign fits its laws on one data mix (its losses are measured on that "
                         f"mix's validation set); [grid] data_mixes names {len(set(mixes))}: run a campaign per mix")
-    plan = _check_plan(source, data["plan"], axes, train, corpus if check_corpus else None) if "plan" in data else None
-    lr_search = (_check_lr_search(source, data["lr_search"], axes, train, corpus if check_corpus else None)
-                 if "lr_search" in data else None)
+    checked_corpus = corpus if check_corpus else None
+    plan = _check_plan(source, data["plan"], axes, train, checked_corpus) if "plan" in data else None
+    lr_search = _check_lr_search(source, data["lr_search"], axes, train, checked_corpus) if "lr_search" in data else None
     return Campaign(
         name=campaign.get("name", source.stem), source=source, corpus=corpus, corpora=corpora, folder=folder,
-        tracking_uri=campaign.get("tracking_uri", "") or "", runs=tuple(seen.values()), launcher=dict(launcher),
-        grid={k: tuple(v) for k, v in axes.items()}, train=dict(train), plan=plan, lr_search=lr_search,
+        tracking_uri=campaign.get("tracking_uri", "") or "", runs=tuple(seen.values()), launcher=launcher,
+        grid=Grid(**{k: tuple(v) for k, v in axes.items()}), train=dict(train), plan=plan, lr_search=lr_search,
     )
 
 
-def _typed(source: Path, table: str, key: str, value: Any, kind: type) -> Any:
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise SpecError(f"{source}: [{table}] {key}: {value!r} is not a {kind.__name__}")
-    return value
-
-
 def _check_plan(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
-                corpus: Path | None) -> dict[str, Any]:
-    from lawfit.cli import LAW_NAMES as LAWS
-
-    table = _check_table(source, "plan", data, PLAN_KEYS)
-    plan = {**PLAN_DEFAULTS, **{k: _typed(source, "plan", k, v, PLAN_KEYS[k]) for k, v in table.items()}}
-    for key in ("target_flops", "budget_flops"):
-        if key not in plan:
-            raise SpecError(f"{source}: [plan] needs {key}")
-    for key in ("target_flops", "budget_flops", "tolerance", "level"):
-        if not plan[key] > 0:
-            raise SpecError(f"{source}: [plan] {key} must be positive, got {plan[key]}")
-    if plan["tolerance"] <= 1.0:
-        raise SpecError(f"{source}: [plan] tolerance is the largest upper/lower ratio of N*'s interval: above 1, "
-                        f"got {plan['tolerance']}")
-    if not plan["level"] < 1.0:
-        raise SpecError(f"{source}: [plan] level must lie in (0, 1), got {plan['level']}")
-    for key in ("max_rounds", "runs_per_round", "bootstrap"):
-        if plan[key] < (3 if key == "bootstrap" else 0 if key == "max_rounds" else 1):
-            raise SpecError(f"{source}: [plan] {key} is too small: {plan[key]}")
-    if plan["points"] not in ("final", "curve"):
-        raise SpecError(f"{source}: [plan] points must be 'final' or 'curve', got {plan['points']!r}")
-    for law in plan["laws"]:
-        if law not in LAWS:
-            raise SpecError(f"{source}: [plan] laws: unknown law {law!r}; laws are {', '.join(LAWS)}")
-    if not plan["laws"]:
-        raise SpecError(f"{source}: [plan] laws is empty")
-    if "tokens" in axes and not plan["epochs"]:
+                corpus: Path | None) -> PlanSettings:
+    plan = from_table(PlanSettings, source, "plan", data)
+    if "tokens" in axes and not plan.epochs:
         raise SpecError(f"{source}: [plan] epochs is needed for proposals when the grid gives tokens")
-    plan["epochs"] = [_typed(source, "plan", "epochs", e, float) for e in plan["epochs"]]
-    plan["presets"] = [_typed(source, "plan", "presets", p, str) for p in plan["presets"]] or list(axes["presets"])
-    if plan["unique_tokens"] < 0:
-        raise SpecError(f"{source}: [plan] unique_tokens must be positive (or 0: the largest grid fraction's), "
-                        f"got {plan['unique_tokens']}")
-    probe = [RunSpec(**{**train, "preset": p, "fraction": axes["fractions"][0], "epochs": 1.0}) for p in plan["presets"]]
+    if not plan.presets:
+        plan = dataclasses.replace(plan, presets=tuple(axes["presets"]))
+    probe = [RunSpec(**{**train, "preset": p, "fraction": axes["fractions"][0], "epochs": 1.0}) for p in plan.presets]
     if corpus is not None:
         _check_against_corpus(source, corpus, probe)
     return plan
 
 
 def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],
-                     corpus: Path | None) -> dict[str, Any]:
-    table = _check_table(source, "lr_search", data, LR_SEARCH_KEYS)
-    search = {**LR_SEARCH_DEFAULTS, "fraction": max(axes["fractions"]),
-              **{k: _typed(source, "lr_search", k, v, LR_SEARCH_KEYS[k]) for k, v in table.items()}}
+                     corpus: Path | None) -> LrSearchSettings:
+    search = from_table(LrSearchSettings, source, "lr_search", data, defaults={"fraction": max(axes["fractions"])})
     if "lr" in train:
         raise SpecError(f"{source}: [train] lr is set, and [lr_search] would choose it; give one of them")
-    if not 0 < search["low"] < search["high"]:
-        raise SpecError(f"{source}: [lr_search] needs 0 < low < high, got low={search['low']}, high={search['high']}")
-    if search["trials"] < 1 or search["tokens"] < 1:
-        raise SpecError(f"{source}: [lr_search] trials and tokens must be positive")
-    probe = [RunSpec(**{**train, "preset": p, "fraction": search["fraction"], "tokens": search["tokens"]})
+    probe = [RunSpec(**{**train, "preset": p, "fraction": search.fraction, "tokens": search.tokens})
              for p in axes["presets"]]
     if corpus is not None:
         _check_against_corpus(source, corpus, probe)
@@ -304,10 +263,12 @@ def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], tra
 
 def _check_against_corpus(source: Path, corpus: Path, runs: list[RunSpec]) -> None:
     """Presets, contexts and fractions are checked against the corpus before anything launches."""
-    from trainer.run import RunError, prepare
-
     if not (corpus / "manifest.json").is_file():
         raise SpecError(f"{source}: [campaign] corpus {corpus} is not a built corpus (no manifest.json)")
+    try:
+        info = CorpusInfo.read(corpus)
+    except RunError as exc:
+        raise SpecError(f"{source}: [campaign] {exc}") from None
     checked: set[tuple[object, ...]] = set()
     for run in runs:
         key = (run.preset, run.fraction, run.context, run.batch_tokens, run.micro_batch, run.epochs, run.tokens)
@@ -315,6 +276,6 @@ def _check_against_corpus(source: Path, corpus: Path, runs: list[RunSpec]) -> No
             continue
         checked.add(key)
         try:
-            prepare(run, corpus)
+            prepare(run, info)
         except RunError as exc:
             raise SpecError(f"{source}: [grid]/[train]: {exc}") from None

@@ -55,26 +55,23 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import dataclasses
     import sys
     from pathlib import Path
 
-    from trainer.run import RunError, RunSpec, train_run
+    from trainer.run import Hardware, train_run
+    from trainer.spec import RunError, RunSpec
 
-    fields = {f.name for f in dataclasses.fields(RunSpec)}
+    fields = set(RunSpec.__dataclass_fields__)
     values: dict[str, object] = {}
     if args.spec:
         spec_path = Path(args.spec)
         try:
             loaded = json.loads(spec_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{spec_path}: cannot read the run spec: {exc}") from None
         loaded = loaded.get("spec", loaded) if isinstance(loaded, dict) else loaded
         if not isinstance(loaded, dict):
             raise RunError(f"{spec_path}: a run spec is a JSON object")
-        unknown = sorted(set(loaded) - fields)
-        if unknown:
-            raise RunError(f"{spec_path}: unknown key(s) {', '.join(unknown)}; keys are {', '.join(sorted(fields))}")
         values.update(loaded)
     for name in fields:
         value = getattr(args, name, None)
@@ -87,7 +84,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise RunError(f"--{required} is required (or give it in --spec)")
     if values.get("epochs") is None and values.get("tokens") is None:
         raise RunError("give --epochs E or --tokens D")
-    state = train_run(RunSpec(**values), args.corpus, args.out, devices=args.devices, strategy=args.strategy,  # type: ignore[arg-type]
+    spec = RunSpec.from_dict(values, args.spec or "the command line")
+    state = train_run(spec, args.corpus, args.out, Hardware(devices=args.devices, strategy=args.strategy),
                       show_progress=sys.stderr.isatty(), tracking_uri=args.tracking_uri, campaign=args.campaign)
     print(json.dumps(state))
     return 0 if state.get("status") in ("finished", "interrupted") else 1

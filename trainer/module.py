@@ -39,12 +39,13 @@ class DecoderModule(L.LightningModule):
         self.warmup_steps = int(round(warmup_fraction * total_steps))
         self.weight_decay = weight_decay
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         inputs, targets = batch
         _, loss = self.model(inputs, targets)
         assert loss is not None
-        self.last_train_loss = loss.detach()
-        return loss
+        # Lightning divides "loss" by the accumulation count in the outputs callbacks see;
+        # "train_loss" reaches them as computed.
+        return {"loss": loss, "train_loss": loss.detach()}
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         decay = [p for p in self.model.parameters() if p.dim() >= 2]

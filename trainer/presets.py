@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.model import ModelConfig, count_params, flops_per_token
+from trainer.config import ModelConfig, count_params, flops_per_token
 
 MUPT_VOCAB = 50_000
 # The parameter count the scaling laws use as N: non-embedding parameters

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from corpus.abc import parse_tune
-from corpus.smt import from_smt, to_smt
+from corpus.smt import to_smt
 
 GOOD = 'X:1\nT:Good\nM:2/4\nL:1/8\nV:1\nV:2\nK:C\nV:1\nab cd|ef g2|]\nV:2\nAB CD|EF G2|]\n'
 MALFORMED = {

@@ -21,20 +21,21 @@ def write_campaign(uri: str, campaign: str, sizes=SIZES, unique=UNIQUE, points_p
         mask = curves.run_id == run_id
         n, u = float(curves.N[mask][0]), float(curves.U_D[mask][0])
         mlflow_run = tracker.open_run(RunRecord(str(run_id), campaign, {"N": n, "U_D": u}))
-        tracker.log_points(mlflow_run, [{"D": float(d), "val_loss": float(v)} for d, v in zip(curves.D[mask], curves.loss[mask], strict=True)])
+        tracker.log_points(mlflow_run, [{"D": float(d), "loss": float(v)} for d, v in zip(curves.D[mask], curves.loss[mask], strict=True)])
         tracker.set_status(mlflow_run, status)
 
 
 def write_recorded_rounds(uri: str, campaign: str, folder: Path) -> None:
     """What `smslab campaign run` records for two rounds: each round's fits (the chosen law bootstrapped)
     and plan, as artifacts of the campaign's own MLflow run, whose params hold its [plan] settings."""
-    from dashboards.data import as_loss_points, load_view
+    from dashboards.data import load_view
     from lawfit.bootstrap import bootstrap_fit
     from lawfit.fit import FitOptions, fit_law
     from lawfit.planning import plan_compute_optimal
+    from lawfit.points import LossPoints
 
     view = load_view(uri, campaign)
-    points = as_loss_points(view.final_points, campaign)
+    points = LossPoints.from_frame(view.final_points, campaign)
     for number, draws in ((0, 10), (1, 30)):
         fits = folder / "rounds" / f"round-{number:02d}" / "fits"
         fits.mkdir(parents=True)

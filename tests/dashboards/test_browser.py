@@ -9,37 +9,20 @@ time to the first full render is printed, and screenshots are kept in
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from support import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, wait_until_answering
 
-from dashboards.data import as_loss_points, load_view
+from dashboards.data import load_view
 from dashboards.views import VIEW_NAMES
+from lawfit.points import LossPoints
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "dashboards"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-def require_chromium() -> None:
-    if not Path(CHROMIUM).is_file():
-        if os.environ.get("CI"):
-            pytest.fail("CI must run the browser tests: /usr/bin/chromium is missing (did .ci/browser-up.sh run?)")
-        pytest.skip("no Chromium here (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_dash(uri: str, campaign: str, laws: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -48,18 +31,9 @@ def start_dash(uri: str, campaign: str, laws: str) -> tuple[subprocess.Popen[byt
                              "--port", str(port), "--laws", laws, "--refresh-s", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"smslab dash did not start: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}")
-        time.sleep(0.3)
+    wait_until_answering(url, proc, 90, "smslab dash", lambda: proc.stderr.read().decode() if proc.stderr else "",
+                         proc.kill)
+    return proc, url
 
 
 def figure_state(page, name: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -136,7 +110,7 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
             assert float(intervals[label]) == pytest.approx(plan["interval"][key][0], rel=1e-3), label
         # The same fit as the views' (fitted on every size, as campaigns fit).
         view = load_view(uri, campaign)
-        assert json.loads((tmp_path / "sms.json").read_text())["points_hash"] == as_loss_points(
+        assert json.loads((tmp_path / "sms.json").read_text())["points_hash"] == LossPoints.from_frame(
             view.final_points, "x").content_hash()
         page.fill("#plan-unique", "0")
         page.click("#plan-go")
@@ -188,7 +162,7 @@ def test_new_runs_appear_as_they_land(browser, synthetic_store, campaign_writer)
         assert page.evaluate(count) == 2
         tracker = Tracker(uri)
         run = tracker.open_run(RunRecord("late-run", "live", {"N": 1e7, "U_D": 1e8}))
-        tracker.log_points(run, [{"D": 1e8, "val_loss": 3.0}, {"D": 2e8, "val_loss": 2.9}])
+        tracker.log_points(run, [{"D": 1e8, "loss": 3.0}, {"D": 2e8, "loss": 2.9}])
         tracker.set_status(run, "finished")
         page.wait_for_function(f"({count})() === 3", timeout=60_000)
     finally:

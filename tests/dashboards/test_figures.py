@@ -7,17 +7,18 @@ import pandas as pd
 import pytest
 
 from dashboards import figures
-from dashboards.data import DataUnavailable, FitCache, as_loss_points, load_view
+from dashboards.data import DataUnavailable, FitCache, load_view
 from dashboards.views import VIEW_NAMES, ViewSettings, build_views
 from lawfit.bootstrap import bootstrap_fit
 from lawfit.fit import FitOptions, fit_law
 from lawfit.planning import plan_compute_optimal
+from lawfit.points import LossPoints
 from lawfit.reference_data import EXAMPLE_PARAMS
 from lawfit.result import FitResult
 
 
 def exact_fit(law: str = "sms") -> FitResult:
-    points = as_loss_points(pd.DataFrame({"run_id": ["a", "b", "c"], "N": [1e6, 3e6, 1e7], "D": [1e8, 1e8, 1e8],
+    points = LossPoints.from_frame(pd.DataFrame({"run_id": ["a", "b", "c"], "N": [1e6, 3e6, 1e7], "D": [1e8, 1e8, 1e8],
                                           "U_D": [1e8, 1e8, 1e8], "loss": [3.0, 2.9, 2.8]}), "t")
     fit = fit_law(points, law, FitOptions(fixed=dict(EXAMPLE_PARAMS[law])))  # every parameter fixed: the law itself
     return fit
@@ -61,7 +62,7 @@ def test_residuals_of_the_generating_law_are_only_the_noise(synthetic_store):
 def test_iso_flop_minima_are_the_planner_answers_and_the_frontier_has_its_band(synthetic_store):
     uri, campaign = synthetic_store
     view = load_view(uri, campaign)
-    points = as_loss_points(view.points, "t")
+    points = LossPoints.from_frame(view.points, "t")
     fit = fit_law(points, "chinchilla", FitOptions())
     fit = fit.with_bootstrap(bootstrap_fit(fit, points, 10, FitOptions(), level=0.9))
     fig = figures.iso_flop_figure(fit, [1e19, 1e20], None)
@@ -139,7 +140,7 @@ def test_points_that_are_not_finite_are_left_out_and_counted(synthetic_store, ca
     campaign_writer(uri, "with-nan", sizes=(1e6, 3e6, 1e7), unique=(1e8, 4e8))
     tracker = Tracker(uri)
     run = tracker.open_run(RunRecord("diverged", "with-nan", {"N": 3e6, "U_D": 1e8}))
-    tracker.log_points(run, [{"D": 1e7, "val_loss": 4.0}, {"D": 2e7, "val_loss": float("nan")}])
+    tracker.log_points(run, [{"D": 1e7, "loss": 4.0}, {"D": 2e7, "loss": float("nan")}])
     tracker.set_status(run, "finished")
     view = load_view(uri, "with-nan")
     assert view.left_out == 1 and np.isfinite(view.points["loss"]).all()
@@ -160,7 +161,7 @@ def test_recorded_rounds_give_the_campaigns_fit_its_band_and_the_interval_by_rou
     assert "chinchilla law recorded by round 1" in built["frontier"].layout.title.text
     assert "30 bootstrap resamples" in built["iso_flop"].layout.title.text
     assert sum(1 for t in built["frontier"].data if t.fill == "toself") == 3
-    assert view.recorded_fits["chinchilla"].points_hash == as_loss_points(view.final_points, "x").content_hash()
+    assert view.recorded_fits["chinchilla"].points_hash == LossPoints.from_frame(view.final_points, "x").content_hash()
 
 
 def test_the_planning_law_is_the_one_asked_for_bootstrapped_or_a_clear_message(synthetic_store):

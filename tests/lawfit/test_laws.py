@@ -21,7 +21,6 @@ from lawfit.reference_data import EXAMPLE_PARAMS as PARAMS
 from lawfit.reference_data import synthetic_curves
 
 
-
 def test_every_law_is_registered_in_table_3_order_with_the_issue_parameter_names():
     assert [law.name for law in all_laws()] == ["chinchilla", "data_constrained", "dprime", "nd", "sms"]
     allowed = {"A", "B", "E", "alpha", "beta", "R_D_star", "R_N_star", "k", "d", "k_d", "k_n", "k_u", "k_in"}

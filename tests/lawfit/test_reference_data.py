@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from lawfit.fit import FitOptions, fit_law
+from lawfit.fit import fit_law
+from lawfit.laws import get_law
 from lawfit.presets import DATABLATIONS, preset_fit
 from lawfit.reference_data import (
     CHINCHILLA_REPLICATION_FILE,
@@ -15,7 +16,6 @@ from lawfit.reference_data import (
     datablations_points,
 )
 from lawfit.scoring import score
-from lawfit.laws import get_law
 
 
 @pytest.fixture(scope="module")

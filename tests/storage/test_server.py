@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import csv
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port, wait_until_answering
 
 from storage.tracking import RunRecord, Tracker
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +24,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not come up: {(root / 'server.log').read_text()[-3000:]}")
-        time.sleep(0.3)
+    wait_until_answering(f"{url}/health", proc, 120, "mlflow server", (root / "server.log").read_text, proc.kill)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -53,10 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
 def test_curves_logged_over_http_read_back_without_duplicates(server: str):
     tracker = Tracker(server)
     run = tracker.open_run(RunRecord("run-http", "http-campaign", {"N": 1000, "U_D": 500, "preset": "tiny-0.1m"}))
-    tracker.log_points(run, [{"D": d, "val_loss": 5.0 - d / 1000, "train_loss": 5.0} for d in (100, 200, 300)])
+    tracker.log_points(run, [{"D": d, "loss": 5.0 - d / 1000, "train_loss": 5.0} for d in (100, 200, 300)])
     # A resumed run logs its last point again: read-back keeps one value per step, the latest.
     assert Tracker(server).open_run(RunRecord("run-http", "http-campaign", {})) == run
-    tracker.log_points(run, [{"D": 300, "val_loss": 4.6}, {"D": 400, "val_loss": 4.5}])
+    tracker.log_points(run, [{"D": 300, "loss": 4.6}, {"D": 400, "loss": 4.5}])
     tracker.set_status(run, "finished")
     table = tracker.read_points("http-campaign")
     assert list(table["D"]) == [100, 200, 300, 400]
@@ -67,7 +48,8 @@ def test_curves_logged_over_http_read_back_without_duplicates(server: str):
 
 @pytest.mark.slow
 def test_a_training_run_records_its_curve_on_the_tracking_server(server: str, small_corpus: Path, tmp_path: Path):
-    from trainer.run import RunSpec, train_run
+    from trainer.run import train_run
+    from trainer.spec import RunSpec
 
     spec = RunSpec(preset="tiny-0.1m", fraction=0.25, epochs=2, context=32, batch_tokens=512, micro_batch=8,
                    eval_every_tokens=2048)
@@ -79,4 +61,5 @@ def test_a_training_run_records_its_curve_on_the_tracking_server(server: str, sm
     table = Tracker(server).read_points("http-train")
     assert list(table["D"].astype(int)) == [int(r["D"]) for r in curve]
     assert list(table["loss"]) == pytest.approx([float(r["loss"]) for r in curve])
+    assert list(table["step"]) == [int(r["step"]) for r in curve]  # the optimizer step, D in its own column
     assert set(table["run_id"]) == {spec.run_id()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from storage.tracking import RunRecord, Tracker, default_tracking_uri, read_points_sqlite, sqlite_path
+from storage.tracking import RunRecord, Tracker, default_tracking_uri
 
 
 def record(run_id: str, n: int, u: int) -> RunRecord:
@@ -23,8 +23,8 @@ def test_curves_round_trip_through_mlflow_and_the_sql_path_equals_the_api_path(t
     tracker = Tracker(uri)
     a = tracker.open_run(record("run-a", 1000, 500))
     b = tracker.open_run(record("run-b", 2000, 800))
-    tracker.log_points(a, [{"D": d, "val_loss": 5.0 - d / 1000, "train_loss": 5.1, "lr": 0.003} for d in (100, 200, 300)])
-    tracker.log_points(b, [{"D": d, "val_loss": 4.0 - d / 1000} for d in (100, 200)])
+    tracker.log_points(a, [{"D": d, "loss": 5.0 - d / 1000, "train_loss": 5.1, "lr": 0.003} for d in (100, 200, 300)])
+    tracker.log_points(b, [{"D": d, "loss": 4.0 - d / 1000} for d in (100, 200)])
     tracker.set_status(a, "finished")
     fast = tracker.read_points("camp")
     assert list(fast.columns) == ["run_id", "N", "D", "U_D", "loss", "step", "split"]
@@ -41,10 +41,10 @@ def test_curves_round_trip_through_mlflow_and_the_sql_path_equals_the_api_path(t
 def test_a_resumed_run_logs_to_the_same_mlflow_run_and_repeated_points_appear_once(tmp_path: Path):
     tracker = Tracker(default_tracking_uri(tmp_path))
     first = tracker.open_run(record("r", 1000, 500))
-    tracker.log_points(first, [{"D": d, "val_loss": 3.0} for d in (100, 200, 300)])
+    tracker.log_points(first, [{"D": d, "loss": 3.0} for d in (100, 200, 300)])
     again = Tracker(default_tracking_uri(tmp_path)).open_run(record("r", 1000, 500))
     assert again == first
-    tracker.log_points(again, [{"D": d, "val_loss": 2.5} for d in (300, 400)])  # 300 logged again after a resume
+    tracker.log_points(again, [{"D": d, "loss": 2.5} for d in (300, 400)])  # 300 logged again after a resume
     points = tracker.read_points("camp")
     assert list(points["D"]) == [100, 200, 300, 400]
     assert list(points["loss"]) == [3.0, 3.0, 2.5, 2.5]  # the latest value of a repeated step
@@ -55,7 +55,7 @@ def _writer(args: tuple[str, int]) -> int:
     tracker = Tracker(uri)
     run = tracker.open_run(record(f"w{worker}", 1000 + worker, 500))
     for d in range(1, 11):
-        tracker.log_points(run, [{"D": d * 100, "val_loss": 1.0 + worker}])
+        tracker.log_points(run, [{"D": d * 100, "loss": 1.0 + worker}])
     tracker.set_status(run, "finished")
     return worker
 
@@ -66,7 +66,7 @@ def test_eight_jobs_writing_at_once_never_fail_on_a_locked_database(tmp_path: Pa
     Tracker(uri).experiment_id("camp")  # the schema exists before the jobs start, as in a campaign
     with get_context("spawn").Pool(8) as pool:
         assert sorted(pool.map(_writer, [(uri, w) for w in range(8)])) == list(range(8))
-    points = read_points_sqlite(sqlite_path(uri), "camp")
+    points = Tracker(uri).read_points("camp")
     assert len(points) == 80 and points["run_id"].nunique() == 8
 
 
@@ -74,7 +74,7 @@ def test_export_writes_parquet_and_csv(tmp_path: Path):
     uri = default_tracking_uri(tmp_path)
     tracker = Tracker(uri)
     run = tracker.open_run(record("x", 1000, 500))
-    tracker.log_points(run, [{"D": 100, "val_loss": 2.0}])
+    tracker.log_points(run, [{"D": 100, "loss": 2.0}])
     for name in ("points.parquet", "points.csv"):
         proc = subprocess.run([sys.executable, "-m", "smslab", "runs", "export", "--tracking-uri", uri, "--campaign", "camp",
                                "--out", str(tmp_path / name)], capture_output=True, text=True, check=True)
@@ -102,11 +102,11 @@ def test_an_unknown_campaign_reads_as_an_empty_table(tmp_path: Path):
 def test_the_campaign_fingerprint_changes_exactly_when_its_data_does(tmp_path: Path):
     tracker = Tracker(default_tracking_uri(tmp_path))
     run = tracker.open_run(record("run-a", 1000, 500))
-    tracker.log_points(run, [{"D": 100, "val_loss": 5.0}])
+    tracker.log_points(run, [{"D": 100, "loss": 5.0}])
     other = Tracker(default_tracking_uri(tmp_path))  # what a dashboard holds: another client of the store
     seen = [other.campaign_fingerprint("camp")]
     assert seen[0] is not None and other.campaign_fingerprint("camp") == seen[0]
-    tracker.log_points(run, [{"D": 200, "val_loss": 4.9}])  # a new point
+    tracker.log_points(run, [{"D": 200, "loss": 4.9}])  # a new point
     seen.append(other.campaign_fingerprint("camp"))
     tracker.set_status(run, "finished")  # a new state
     seen.append(other.campaign_fingerprint("camp"))
@@ -120,3 +120,29 @@ def test_the_campaign_fingerprint_changes_exactly_when_its_data_does(tmp_path: P
     Tracker(default_tracking_uri(tmp_path)).open_run(RunRecord("elsewhere", "other-camp", {"N": 1}))
     assert other.campaign_fingerprint("camp") == seen[-1]  # another campaign's runs do not count
     assert Tracker("http://127.0.0.1:9").campaign_fingerprint("camp") is None  # no cheap check: read it all
+
+
+def test_the_laws_get_only_runs_recorded_finished_by_their_last_point_or_whole_curve(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    for run_id, status in (("done", "finished"), ("going", "running"), ("broke", "failed")):
+        run = tracker.open_run(record(run_id, 1000, 500))
+        tracker.log_points(run, [{"D": d, "loss": 5.0 - d / 1000, "step": d // 100} for d in (100, 200, 300)])
+        tracker.set_status(run, status)
+    final = tracker.read_fit_points("camp", "final")
+    assert list(final["run_id"]) == ["done"] and list(final["D"]) == [300] and list(final["step"]) == [3]
+    curve = tracker.read_fit_points("camp", "curve")
+    assert list(curve["run_id"]) == ["done"] * 3 and list(curve["D"]) == [100, 200, 300]
+    with pytest.raises(ValueError, match="points must be one of final, curve"):
+        tracker.read_fit_points("camp", "last")  # type: ignore[arg-type]
+
+
+def test_the_step_column_is_the_optimizer_step_and_d_holds_the_tokens(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    run = tracker.open_run(record("r", 1000, 500))
+    tracker.log_points(run, [{"D": 4096, "loss": 3.0, "step": 2}, {"D": 8192, "loss": 2.5, "step": 4}])
+    old = tracker.open_run(record("old", 1000, 500))
+    tracker.log_points(old, [{"D": 4096, "loss": 3.1}])  # recorded before smslab logged the step
+    table = tracker.read_points("camp")
+    assert list(table["D"]) == [4096, 4096, 8192] and list(table["run_id"]) == ["old", "r", "r"]
+    assert table["step"].isna().tolist() == [True, False, False] and list(table["step"][1:]) == [2, 4]
+    pd.testing.assert_frame_equal(table, tracker.read_points_api("camp"))

@@ -121,7 +121,7 @@ def test_a_campaign_whose_runs_all_fail_stops_with_a_message_not_a_traceback(sma
 
 def test_a_candidate_run_equal_to_a_grid_run_has_its_run_id_whatever_the_learning_rate(small_corpus: Path,
                                                                                        tmp_path: Path):
-    from sweeps.campaign import _candidate_specs, with_learning_rate
+    from sweeps.proposals import candidate_specs, with_learning_rate
 
     spec = tmp_path / "campaign.toml"
     spec.write_text(SPEC.format(corpus=small_corpus).replace("eval_every_tokens = 2048",
@@ -129,26 +129,27 @@ def test_a_candidate_run_equal_to_a_grid_run_has_its_run_id_whatever_the_learnin
     campaign = load_campaign(spec)
     rng = __import__("random").Random(0)
     for _ in range(50):
-        rates = {p: 10 ** rng.uniform(-4, -1) for p in campaign.grid["presets"]}
+        rates = {p: 10 ** rng.uniform(-4, -1) for p in campaign.grid.presets}
         grid = {with_learning_rate(s, rates).run_id() for s in campaign.runs}
-        candidates = {s.run_id() for s in _candidate_specs(campaign, rates)}
+        candidates = {s.run_id() for s in candidate_specs(campaign, rates)}
         assert grid <= candidates  # so a finished grid run is known, never proposed again
 
 
 def test_a_record_cut_short_by_a_kill_is_marked_failed_and_the_run_asked_again(small_corpus: Path, tmp_path: Path):
     import optuna
 
-    from sweeps.campaign import RunRecordBook, _study
+    from sweeps.proposals import Proposal
+    from sweeps.record import CampaignRecord, open_study
 
     spec = tmp_path / "campaign.toml"
     spec.write_text(SPEC.format(corpus=small_corpus))
     campaign = load_campaign(spec)
     run = campaign.runs[0]
-    half = _study(campaign, campaign.name).ask()  # what a kill between two attribute writes left behind
+    half = open_study(campaign, campaign.name).ask()  # what a kill between two attribute writes left behind
     half.set_user_attr("run_id", run.run_id())
-    book = RunRecordBook(campaign)
-    assert book.trials == {} and book.study.trials[half.number].state == optuna.trial.TrialState.FAIL
-    book.ask(run, 0, "grid", 1000, 2000, 3000)
-    again = RunRecordBook(campaign)
-    assert again.specs() == [run] and again.recorded_proposals(0)[0]["tokens"] == 3000
+    record = CampaignRecord(campaign)
+    assert record.trials == {} and record.study.trials[half.number].state == optuna.trial.TrialState.FAIL
+    record.ask(Proposal(run, "grid", 1000, 2000, 3000), 0)
+    again = CampaignRecord(campaign)
+    assert again.specs() == [run] and again.recorded_proposals(0)[0].tokens == 3000
     assert again.trials[run.run_id()].state == optuna.trial.TrialState.RUNNING

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from storage.tracking import Tracker
-from sweeps.launch import JobBook, launch, make_executor, read_run_state, run_folder, tracking_uri_of
+from sweeps.launch import launch, make_executor
+from sweeps.runs import JobBook, read_run_state, run_folder, tracking_uri_of
 from sweeps.spec import load_campaign
+from trainer.folder import RunFolder
 
 SPEC = """
 [campaign]
@@ -93,7 +95,7 @@ def test_a_preempted_job_checkpoints_is_requeued_by_submitit_and_resumes_with_an
 
     campaign = load_campaign(write_spec(tmp_path, small_corpus, name="preempt", epochs="6"))
     spec = campaign.runs[1]
-    folder = run_folder(campaign, spec)
+    folder = run_folder(campaign, spec).path
     folder.mkdir(parents=True)
     Tracker(tracking_uri_of(campaign)).experiment_id(campaign.name)
     job = make_executor(campaign).submit(TrainJob(), *job_arguments(spec, campaign.corpus, folder,
@@ -110,12 +112,12 @@ def test_a_preempted_job_checkpoints_is_requeued_by_submitit_and_resumes_with_an
     assert state["status"] == "finished"
     log = Path(job.paths.stderr).read_text() + Path(job.paths.stdout).read_text()
     assert "Requeued job" in log and "preempted" in log
-    curve = [json.loads(json.dumps(r)) for r in (folder / "curve.csv").read_text().splitlines()[1:]]
-    tokens = [int(r.split(",")[2]) for r in curve]
+    curve = RunFolder(folder).read_curve()
+    tokens = [p.D for p in curve]
     assert tokens == sorted(set(tokens))  # no duplicate, no step back
     steps = json.loads((folder / "spec.json").read_text())["steps"]
     every = round(2048 / 512)
-    assert [int(r.split(",")[5]) for r in curve] == [*range(every, steps, every), steps]  # no gap either
+    assert [p.step for p in curve] == [*range(every, steps, every), steps]  # no gap either
     points = Tracker(tracking_uri_of(campaign)).read_points(campaign.name)
     assert list(points["D"].astype(int)) == tokens
 
@@ -123,7 +125,7 @@ def test_a_preempted_job_checkpoints_is_requeued_by_submitit_and_resumes_with_an
 @pytest.mark.slow
 def test_a_crashing_job_is_recorded_as_failed_and_the_others_go_on(small_corpus: Path, tmp_path: Path):
     campaign = load_campaign(write_spec(tmp_path, small_corpus, name="crash"))
-    broken = run_folder(campaign, campaign.runs[0])
+    broken = run_folder(campaign, campaign.runs[0]).path
     (broken / "checkpoints").mkdir(parents=True)
     (broken / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
     states = launch(campaign)

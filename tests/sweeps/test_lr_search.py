@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from storage.tracking import Tracker
-from sweeps.campaign import learning_rates, lr_search_flops, with_learning_rate
-from sweeps.launch import tracking_uri_of
+from sweeps.lr_search import lr_search_flops, search_learning_rates
+from sweeps.proposals import with_learning_rate
+from sweeps.runs import tracking_uri_of
 from sweeps.spec import load_campaign
 
 SPEC = """
@@ -47,7 +48,7 @@ def test_learning_rate_search_runs_tpe_trials_and_the_grid_uses_the_best_rate(sm
     spec.write_text(SPEC.format(corpus=small_corpus))
     campaign = load_campaign(spec)
     said: list[str] = []
-    rates = learning_rates(campaign, said.append)
+    rates = search_learning_rates(campaign, said.append)
     study = optuna.load_study(study_name="lr/lr/tiny-0.1m", storage=f"sqlite:///{campaign.folder / 'optuna.db'}")
     trials = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(trials) == 3 and len({t.params["lr"] for t in trials}) == 3
@@ -61,10 +62,8 @@ def test_learning_rate_search_runs_tpe_trials_and_the_grid_uses_the_best_rate(sm
     assert grid_spec.lr == rates["tiny-0.1m"]
     assert grid_spec.final_lr / grid_spec.lr == pytest.approx(campaign.runs[0].final_lr / campaign.runs[0].lr)
     # Its compute counts against the campaign's budget: 3 trials x 6·N·4096 tokens.
-    from trainer.run import prepare
-
-    n_params = prepare(campaign.runs[0], campaign.corpus).n_params
+    n_params = campaign.prepare(campaign.runs[0]).n_params
     assert lr_search_flops(campaign) == pytest.approx(3 * 6 * n_params * 4096)
     # Asking again finds the study complete: nothing is trained twice.
-    assert learning_rates(campaign, said.append) == rates
+    assert search_learning_rates(campaign, said.append) == rates
     assert len(study.get_trials()) == 3

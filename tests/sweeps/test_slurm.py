@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from storage.tracking import Tracker
-from sweeps.launch import launch, run_folder, tracking_uri_of
+from sweeps.launch import launch
+from sweeps.runs import run_folder, tracking_uri_of
 from sweeps.spec import load_campaign
 
 SPEC = """
@@ -66,10 +67,13 @@ def require_slurm() -> None:
 
 @pytest.mark.slow
 def test_a_sweep_runs_as_a_slurm_job_array_and_a_preempted_job_resumes_from_its_checkpoint(
-        small_corpus: Path, tmp_path: Path):
+        small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import submitit
 
     require_slurm()
+    launched_from = tmp_path / "cwd"
+    launched_from.mkdir()
+    monkeypatch.chdir(launched_from)
     spec_file = tmp_path / "sweep.toml"
     spec_file.write_text(SPEC.format(corpus=small_corpus))
     campaign = load_campaign(spec_file)
@@ -79,7 +83,7 @@ def test_a_sweep_runs_as_a_slurm_job_array_and_a_preempted_job_resumes_from_its_
     job_ids = [jobs[s.run_id()]["job_id"] for s in campaign.runs]
     assert all("_" in j for j in job_ids) and len({j.split("_")[0] for j in job_ids}) == 1  # one array
 
-    curve = run_folder(campaign, victim) / "curve.csv"
+    curve = run_folder(campaign, victim).path / "curve.csv"
     deadline = time.time() + 300
     while not curve.is_file() or len(curve.read_text().splitlines()) < 3:
         assert time.time() < deadline, "the Slurm job did not start training"
@@ -92,9 +96,8 @@ def test_a_sweep_runs_as_a_slurm_job_array_and_a_preempted_job_resumes_from_its_
     assert json.loads((campaign.folder / "jobs.json").read_text()) == jobs
     log = Path(job.paths.stdout).read_text() + Path(job.paths.stderr).read_text()
     assert "Requeued job" in log or "requeue" in log.lower()
-    rows = curve.read_text().splitlines()[1:]
-    steps = [int(r.split(",")[5]) for r in rows]
-    total = json.loads((run_folder(campaign, victim) / "spec.json").read_text())["steps"]
+    steps = [point.step for point in run_folder(campaign, victim).read_curve()]
+    total = json.loads((run_folder(campaign, victim).path / "spec.json").read_text())["steps"]
     assert steps == [*range(4, total, 4), total]  # unbroken: no gap, no duplicate
     points = Tracker(tracking_uri_of(campaign)).read_points(campaign.name)
     assert sorted(points["run_id"].unique()) == sorted(s.run_id() for s in campaign.runs)
@@ -102,3 +105,5 @@ def test_a_sweep_runs_as_a_slurm_job_array_and_a_preempted_job_resumes_from_its_
     sacct = subprocess.run(["sacct", "-n", "-X", "-j", job_ids[1].split("_")[0], "-o", "JobID,State"],
                            capture_output=True, text=True, check=True).stdout
     assert "COMPLETED" in sacct
+    # Nothing Slurm writes lands where the launcher was started (requeue notices go to the campaign's folder).
+    assert not list(launched_from.iterdir())

@@ -8,6 +8,7 @@ import pytest
 
 from corpus.shards import BuildConfig, build_corpus
 from corpus.sources import user_files
+from sweeps.settings import LauncherSettings
 from sweeps.spec import SpecError, load_campaign
 
 GOOD = """
@@ -55,7 +56,7 @@ def test_a_grid_expands_to_its_cartesian_product_with_stable_ids(folder: Path):
     ids = [r.run_id() for r in campaign.runs]
     assert len(set(ids)) == 12
     assert ids == [r.run_id() for r in load_campaign(write(folder, GOOD)).runs]  # same spec, same ids
-    assert campaign.launcher == {"kind": "local", "max_parallel": 2}
+    assert campaign.launcher == LauncherSettings(kind="local", max_parallel=2)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +70,7 @@ def test_a_grid_expands_to_its_cartesian_product_with_stable_ids(folder: Path):
         (lambda s: s.replace("fractions = [0.25, 1]", "fractions = [0.5]"), "no data fraction 0.5"),
         (lambda s: s.replace('presets = ["tiny-0.1m", "tiny-0.3m"]', 'presets = ["tiny-7m"]'), "unknown preset 'tiny-7m'"),
         (lambda s: s.replace("context = 32", "context = 32\nepochs = 3"), "[train] epochs is already set by [grid]"),
-        (lambda s: s.replace('kind = "local"', 'kind = "k8s"'), "kind must be 'local' or 'slurm'"),
+        (lambda s: s.replace('kind = "local"', 'kind = "k8s"'), "kind must be one of 'local', 'slurm', 'debug'"),
         (lambda s: s.replace("max_parallel = 2", 'max_parallel = "two"'), "[launcher] max_parallel: 'two' is not a int"),
         (lambda s: s.replace('corpus = "corpus"', 'corpus = "nowhere"'), "is not a built corpus"),
         (lambda s: s.replace("[grid]", "[grid"), "not a TOML file"),
@@ -141,8 +142,8 @@ def test_plan_defaults_are_filled_in(folder: Path):
     path = folder / "plan-ok.toml"
     path.write_text(GOOD + PLAN)
     plan = load_campaign(path).plan
-    assert plan is not None and plan["tolerance"] == 2.0 and plan["presets"] == ["tiny-0.1m", "tiny-0.3m"]
-    assert plan["laws"] == ["chinchilla", "data_constrained", "dprime", "nd", "sms"]
+    assert plan is not None and plan.tolerance == 2.0 and plan.presets == ("tiny-0.1m", "tiny-0.3m")
+    assert plan.laws == ("chinchilla", "data_constrained", "dprime", "nd", "sms")
 
 
 def test_sweep_commands_refuse_a_bad_spec_with_exit_2_and_no_traceback(folder: Path):
@@ -193,7 +194,7 @@ def test_one_launcher_per_campaign_and_status_needs_no_corpus(folder: Path, tmp_
     import subprocess
     import sys
 
-    from sweeps.launch import campaign_lock
+    from sweeps.runs import campaign_lock
 
     path = write(folder, GOOD)
     campaign = load_campaign(path)

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from trainer.model import Decoder, ModelConfig, apply_rope, count_params, flops_per_token, rope_tables
+from trainer.config import ModelConfig, count_params, flops_per_token
+from trainer.model import Decoder, apply_rope, rope_tables
 from trainer.presets import PRESETS
 
 TABLE_1 = {"190m": 190e6, "505m": 505e6, "1.07b": 1.07e9, "1.97b": 1.97e9, "4.23b": 4.23e9}
