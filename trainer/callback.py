@@ -129,9 +129,13 @@ class CurveCallback(Callback):
     def _save(self, trainer) -> None:  # type: ignore[no-untyped-def]
         final = self.folder.checkpoint
         tmp = final.with_name(final.name + ".tmp")
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            os.replace(tmp, final)
+        try:
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half-written checkpoint (a full disk) is not left beside the good one
+            raise
         trainer.strategy.barrier()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]

@@ -80,12 +80,24 @@ def run_record(prepared: Prepared) -> dict[str, object]:
     }
 
 
+class CheckpointError(RunError):
+    """A checkpoint that cannot be loaded safely: truncated, not a checkpoint, or holding objects a
+    weights-only load refuses (a pickle could run code)."""
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     """The optimizer step a checkpoint was saved at (0 without one). Loaded with ``weights_only``: a
     checkpoint is data, and unpickling arbitrary objects from it could run code."""
     if not checkpoint.is_file():
         return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"])
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        return int(saved["global_step"])
+    except Exception as exc:  # noqa: BLE001  torch raises many kinds for a bad file; all mean the same here
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{checkpoint}: not a checkpoint smslab can load safely ({type(exc).__name__}: {reason}); "
+            "delete it to train the run again from step 0") from None
 
 
 def _train_unlocked(prepared: Prepared, folder: RunFolder, hardware: Hardware, show_progress: bool,
@@ -112,7 +124,14 @@ def _train_unlocked(prepared: Prepared, folder: RunFolder, hardware: Hardware, s
         record["tracking_uri"] = tracking_uri
     folder.write_record(record)
 
-    start_step = checkpoint_step(folder.checkpoint)
+    try:
+        start_step = checkpoint_step(folder.checkpoint)
+    except CheckpointError as exc:
+        # Not transient: the run is failed (a launcher does not retry it) until the file is dealt with.
+        folder.write_state({**state, "status": "failed", "reason": "checkpoint", "error": str(exc)})
+        if tracking is not None:
+            tracking[0].set_status(tracking[1], "failed", error=str(exc))
+        raise
     # The curve keeps what the checkpoint had seen: points logged after it are recomputed identically.
     folder.keep_curve_until(start_step)
 
@@ -139,7 +158,8 @@ def _train_unlocked(prepared: Prepared, folder: RunFolder, hardware: Hardware, s
     if tracking is not None and trainer.is_global_zero:
         tracking[0].set_status(tracking[1], "running")
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=str(folder.checkpoint) if folder.checkpoint.is_file() else None)
+        trainer.fit(module, datamodule=data, ckpt_path=str(folder.checkpoint) if folder.checkpoint.is_file() else None,
+                    weights_only=True)
     except Exception as exc:
         if trainer.is_global_zero:
             error = f"{type(exc).__name__}: {exc}"
