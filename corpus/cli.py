@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -123,7 +123,7 @@ def summary_table(manifest) -> str:  # type: ignore[no-untyped-def]
 def run_abc(args: argparse.Namespace) -> int:
     from corpus.abc import AbcError, read_abc_text, split_tunes
     from corpus.smt import smt_to_abc
-    from corpus.sources import CorpusInputError, convert_text, TuneRecord
+    from corpus.sources import CorpusInputError, TuneRecord, convert_text
 
     texts = []
     for name in args.files:
@@ -158,11 +158,12 @@ def run_abc(args: argparse.Namespace) -> int:
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # Created like any file (mode from the umask, unlike mkstemp's 0600).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with open(tmp, "x") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

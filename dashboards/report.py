@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,13 +36,13 @@ def write_report(tracking_uri: str, campaign: str, out: str | Path, settings: Vi
     if target.is_dir():
         raise IsADirectoryError(21, "it is a folder, give a file name", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    # A report is for sharing: created like any file (mode from the umask, unlike mkstemp's 0600).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with open(tmp, "x", encoding="utf-8") as handle:
             handle.write(page)
-        os.chmod(tmp, 0o644)  # a report is for sharing (mkstemp makes it private)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return target

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -141,7 +141,7 @@ class FitResult:
                 else None
             )
             loso = data.get("leave_one_size_out")
-            return cls(
+            fit = cls(
                 law=str(data["law"]),
                 params={k: _num(v) for k, v in data["params"].items()},
                 units=dict(data.get("units", {})),
@@ -163,6 +163,8 @@ class FitResult:
                 bootstrap=bootstrap,
                 source=str(data.get("source", "")),
             )
+            check_against_law(fit, source)
+            return fit
         except LawfitInputError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -188,6 +190,55 @@ class FitResult:
         if not isinstance(data, dict):
             raise LawfitInputError(f"{file}: not a JSON fit file (top level is not an object)")
         return cls.from_dict(data, source=str(file))
+
+
+def check_against_law(fit: FitResult, source: str) -> None:
+    """A fit read from a file names a registered law and holds exactly its parameters, each finite and within
+    its bounds (in ``params``, every bootstrap draw and interval), with the law's units: a plan made from
+    anything else would be confidently wrong. The error names the field."""
+    from lawfit.laws.base import get_law
+
+    try:
+        law = get_law(fit.law)
+    except KeyError as exc:
+        raise LawfitInputError(f"{source}: law: {exc.args[0]}") from None
+    expected = set(law.param_names)
+
+    def check_names(field: str, names: Any) -> None:
+        missing, extra = sorted(expected - set(names)), sorted(set(names) - expected)
+        if missing or extra:
+            problem = "; ".join(part for part in (
+                f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(extra)}" if extra else "") if part)
+            raise LawfitInputError(f"{source}: {field}: not the parameters of law {law.name!r} ({problem}); "
+                                   f"its parameters are {', '.join(law.param_names)}")
+
+    def check_values(field: str, values: Mapping[str, float]) -> None:
+        for name in law.param_names:
+            problem = law.spec(name).check(float(values[name]))
+            if problem:
+                raise LawfitInputError(f"{source}: {field}.{name}: {problem}")
+
+    check_names("params", fit.params)
+    check_values("params", fit.params)
+    if fit.units:
+        check_names("units", fit.units)
+        for name, unit in fit.units.items():
+            if unit != law.spec(name).unit:
+                raise LawfitInputError(f"{source}: units.{name}: {unit!r}, but law {law.name!r} measures {name} "
+                                       f"in {law.spec(name).unit!r}")
+    unknown_fixed = sorted(set(fit.fixed) - expected)
+    if unknown_fixed:
+        raise LawfitInputError(f"{source}: fixed: law {law.name!r} has no parameter {unknown_fixed[0]!r}")
+    if fit.bootstrap is not None:
+        for i, draw in enumerate(fit.bootstrap.draws):
+            check_names(f"bootstrap.draws[{i}]", draw)
+            check_values(f"bootstrap.draws[{i}]", draw)
+        check_names("bootstrap.intervals", fit.bootstrap.intervals)
+        for name, (low, high) in fit.bootstrap.intervals.items():
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise LawfitInputError(f"{source}: bootstrap.intervals.{name}: [{low}, {high}] is not a finite interval")
+        if not 0.0 < fit.bootstrap.level < 1.0:
+            raise LawfitInputError(f"{source}: bootstrap.level: {fit.bootstrap.level} is not in (0, 1)")
 
 
 def _num(value: Any) -> float:
@@ -220,12 +271,13 @@ def best_fit(fits: Sequence[FitResult]) -> FitResult:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # Created like any file (mode from the umask, unlike mkstemp's 0600): fits are shared.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with open(tmp, "x") as handle:
             json.dump(_json_safe(data), handle, indent=2, allow_nan=False)
             handle.write("\n")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

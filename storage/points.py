@@ -17,7 +17,7 @@ or its whole curve (``"curve"``).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -100,8 +100,8 @@ def export_points(frame, out: str | Path) -> None:  # type: ignore[no-untyped-de
     """Write the loss-point table as Parquet (``.parquet``) or CSV, atomically."""
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
+    # A name of its own beside the target, created like any file (mode from the umask, unlike mkstemp's 0600).
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         if target.suffix.lower() in (".parquet", ".pq"):
             frame.to_parquet(tmp, index=False)
@@ -109,5 +109,5 @@ def export_points(frame, out: str | Path) -> None:  # type: ignore[no-untyped-de
             frame.to_csv(tmp, index=False)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

@@ -21,7 +21,7 @@ import fcntl
 import io
 import json
 import os
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,15 +37,16 @@ LOCK_ATTEMPTS = 20
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` into a temporary file beside ``path``, then rename it into place."""
+    """Write ``text`` into a temporary file beside ``path``, then rename it into place. The file is created
+    like any other (its mode from the umask), so a lab group sharing a campaign folder can read it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
+        with open(tmp, "x", newline="") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
