@@ -15,3 +15,7 @@ LAW_NAMES: tuple[str, ...] = ("chinchilla", "data_constrained", "dprime", "nd", 
 # C ≈ 6·N·D: training FLOPs per parameter per token seen (Kaplan et al. 2020;
 # Hoffmann et al. 2022; MuPT Eq. 1's constraint).
 FLOPS_PER_PARAM_TOKEN: float = 6.0
+
+# How many parameters each law fits (A, B, E, alpha, beta; + R_D*, R_N*; + k; + d; + k_d, k_n, k_u, k_in):
+# a fit needs at least as many points. The registry checks these against the laws' own parameters.
+LAW_PARAMETER_COUNTS: dict[str, int] = {"chinchilla": 5, "data_constrained": 7, "dprime": 6, "nd": 7, "sms": 11}
