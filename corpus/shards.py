@@ -15,7 +15,12 @@ an order shuffled by the seed, so each **data fraction** is a prefix of
 the manifest with its tune count and end offset.
 
 Building again with the same inputs (source file hashes, settings, format
-version) reuses the folder; any change rebuilds it. A build writes into a
+version) reuses the folder — if its files still match the manifest; any
+change rebuilds it. ``verify_corpus`` checks a folder before it is trusted:
+the manifest must be whole, every shard the size its token count says, and
+each file's cheap fingerprint (size and SHA-256 of its first and last MiB,
+``files`` in the manifest) unchanged — a truncated ``val.bin`` would
+otherwise give a wrong validation loss under the same run id. A build writes into a
 temporary folder beside ``--out`` and renames it into place, so a failed or
 interrupted build never leaves a half-written corpus.
 """
@@ -35,7 +40,15 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus.sources import Skipped, SourceFile, TuneRecord, convert_file, remove_duplicates, skip_counts
+from corpus.sources import (
+    CorpusInputError,
+    Skipped,
+    SourceFile,
+    TuneRecord,
+    convert_file,
+    remove_duplicates,
+    skip_counts,
+)
 from corpus.tokenizer import END_OF_TUNE, AbcTokenizer
 
 FORMAT = "smslab.corpus/1"
@@ -78,6 +91,7 @@ class Manifest:
     built_at: str = ""
     build_seconds: float = 0.0
     skipped_examples: list[dict[str, str]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # file name → its fingerprint (see ``fingerprint``)
 
     def fraction(self, value: float) -> FractionInfo:
         for info in self.fractions:
@@ -91,9 +105,59 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: str | Path) -> Manifest:
-        data = json.loads((Path(folder) / "manifest.json").read_text())
-        data["fractions"] = [FractionInfo(**f) for f in data["fractions"]]
-        return cls(**data)
+        """The manifest of a corpus folder; ``CorpusInputError`` naming the file when it is missing or not whole."""
+        path = Path(folder) / "manifest.json"
+        try:
+            data = json.loads(path.read_text())
+            data["fractions"] = [FractionInfo(**f) for f in data["fractions"]]
+            return cls(**data)
+        except FileNotFoundError:
+            raise CorpusInputError(f"{path}: no corpus manifest here; build one with `smslab corpus build`") from None
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise CorpusInputError(f"{path}: not a whole corpus manifest ({type(exc).__name__}: {exc}); "
+                                   "rebuild the corpus with `smslab corpus build`") from None
+
+
+SHARD_FILES = ("tokenizer.json", "train.bin", "train_index.npy", "val.bin", "val_index.npy")
+FINGERPRINT_BYTES = 1 << 20
+
+
+def fingerprint(path: Path) -> str:
+    """Size and SHA-256 of the first and last MiB: cheap on multi-GB shards, and it catches truncation,
+    appends and a file swapped for another."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            handle.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(handle.read(FINGERPRINT_BYTES))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def verify_corpus(folder: str | Path) -> Manifest:
+    """The manifest of a corpus whose files match it; ``CorpusInputError`` naming the first file that does not."""
+    root = Path(folder)
+    manifest = Manifest.read(root)
+    rebuild = "rebuild the corpus with `smslab corpus build` (same inputs give the same corpus)"
+    for name in SHARD_FILES:
+        if not (root / name).is_file():
+            raise CorpusInputError(f"{root / name}: missing from the corpus; {rebuild}")
+    try:
+        itemsize = np.dtype(manifest.dtype).itemsize
+        for split in ("train", "val"):
+            tokens = int(manifest.counts[f"{split}_tokens"])  # type: ignore[call-overload]
+            size = (root / f"{split}.bin").stat().st_size
+            if size != max(tokens, 1) * itemsize:
+                raise CorpusInputError(f"{root / split}.bin: {size:,} bytes, but the manifest says {tokens:,} tokens "
+                                       f"of {manifest.dtype} ({max(tokens, 1) * itemsize:,} bytes); {rebuild}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorpusInputError(f"{root / 'manifest.json'}: not a whole corpus manifest ({exc}); {rebuild}") from None
+    for name, expected in manifest.files.items():
+        if fingerprint(root / name) != expected:
+            raise CorpusInputError(f"{root / name}: changed since the corpus was built (its fingerprint differs from "
+                                   f"the manifest's); {rebuild}")
+    return manifest
 
 
 def cache_key(sources: Sequence[SourceFile], config: BuildConfig, extra: Sequence[str] = ()) -> str:
@@ -107,12 +171,11 @@ def cache_key(sources: Sequence[SourceFile], config: BuildConfig, extra: Sequenc
 
 
 def is_up_to_date(out: Path, key: str) -> bool:
+    """Whether ``out`` holds the corpus of ``key``, whole: a damaged folder is rebuilt, not reused."""
     try:
-        manifest = Manifest.read(out)
-    except (OSError, ValueError, TypeError, KeyError):
+        return verify_corpus(out).cache_key == key
+    except (CorpusInputError, OSError):
         return False
-    needed = ("tokenizer.json", "train.bin", "train_index.npy", "val.bin", "val_index.npy")
-    return manifest.cache_key == key and all((out / name).is_file() for name in needed)
 
 
 def split_train_val(records: Sequence[TuneRecord], val_fraction: float, seed: int) -> tuple[list[TuneRecord], list[TuneRecord]]:
@@ -154,7 +217,7 @@ def build_corpus(
     out = Path(out)
     key = cache_key(sources, config, extra_key)
     if is_up_to_date(out, key):
-        return Manifest.read(out), False
+        return verify_corpus(out), False
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())):
         # Never replace a folder that is not a corpus we built: it may hold the user's files.
         raise FileExistsError(f"{out}: exists and is not a smslab corpus folder; choose another --out")
@@ -222,6 +285,7 @@ def build_corpus(
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             build_seconds=round(time.perf_counter() - started, 2),
             skipped_examples=[asdict(s) for s in skipped[:50]],
+            files={name: fingerprint(tmp / name) for name in SHARD_FILES},
         )
         (tmp / "manifest.json").write_text(manifest.to_json())
         if out.exists():
