@@ -26,6 +26,30 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len(SQLITE_SCHEME) :]) if uri.startswith(SQLITE_SCHEME) else None
 
 
+SERVER_SCHEMES = ("http://", "https://")
+SERVER_ANSWER_S = 10.0
+
+
+def check_server_answers(uri: str, timeout_s: float = SERVER_ANSWER_S) -> None:
+    """A tracking server must answer its ``/health`` within seconds: MLflow's client would otherwise retry
+    an unreachable one for minutes before saying anything."""
+    import urllib.error
+    import urllib.request
+
+    if not uri.startswith(SERVER_SCHEMES):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise StorageError(f"tracking server {uri} answers /health with HTTP {exc.code}; see its log") from None
+    except (OSError, ValueError) as exc:  # refused, no route, timed out, a malformed URI
+        reason = getattr(exc, "reason", exc)
+        raise StorageError(f"tracking server {uri} does not answer ({reason}) within {timeout_s:g} s; start it "
+                           "(docs/storage.md) or give another --tracking-uri") from None
+
+
 def default_tracking_uri(folder: str | Path) -> str:
     """``sqlite:////abs/path/mlflow.db`` in ``folder`` (an absolute path needs four slashes)."""
     return f"{SQLITE_SCHEME}{Path(folder).resolve() / 'mlflow.db'}"

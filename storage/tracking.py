@@ -43,6 +43,7 @@ from storage.sqlite_store import (
     StorageError,
     campaign_state_rows,
     check_mlflow_file,
+    check_server_answers,
     default_tracking_uri,
     read_curve_rows,
     sqlite_file,
@@ -104,6 +105,7 @@ class Tracker:
         # The embedded store's file, or None for any other store: decided here, once.
         self.sqlite_file = path
         if path is None:
+            check_server_answers(tracking_uri)
             self.client = MlflowClient(tracking_uri)
             return
         check_mlflow_file(path)

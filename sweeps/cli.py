@@ -110,8 +110,9 @@ def run_status(args: argparse.Namespace) -> int:
     uri = tracking_uri_of(campaign)
     try:
         tracker = open_store(uri)
-    except StorageError:
-        tracker = None  # no store yet: nothing has been launched
+    except StorageError as exc:
+        tracker = None  # no store yet (nothing launched), or a server that does not answer: the folders still tell
+        print(f"note: MLflow not read: {exc}")
     if tracker is not None:
         statuses = tracker.run_statuses(campaign.name)
         mismatched = [s for s in states if s.status in ("finished", "failed") and statuses.get(s.run_id) not in (None, s.status)]

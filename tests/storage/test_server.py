@@ -63,3 +63,20 @@ def test_a_training_run_records_its_curve_on_the_tracking_server(server: str, sm
     assert list(table["loss"]) == pytest.approx([float(r["loss"]) for r in curve])
     assert list(table["step"]) == [int(r["step"]) for r in curve]  # the optimizer step, D in its own column
     assert set(table["run_id"]) == {spec.run_id()}
+
+
+def test_an_unreachable_tracking_server_is_refused_within_seconds_naming_it(small_corpus: Path, tmp_path: Path):
+    import time
+
+    from storage.tracking import StorageError
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.perf_counter()
+    with pytest.raises(StorageError, match=f"tracking server {uri} does not answer"):
+        Tracker(uri)
+    assert time.perf_counter() - started < 15  # MLflow's own client retried for about 250 s
+    proc = subprocess.run([sys.executable, "-m", "smslab", "train", "--corpus", str(small_corpus), "--out",
+                           str(tmp_path / "run"), "--preset", "tiny-0.1m", "--fraction", "0.25", "--epochs", "1",
+                           "--context", "32", "--batch-tokens", "512", "--tracking-uri", uri],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and uri in proc.stderr and "Traceback" not in proc.stderr
