@@ -51,6 +51,8 @@ def run_dash(args: argparse.Namespace) -> int:
     unknown = [law for law in laws if law not in LAW_NAMES]
     if unknown:
         return _error("dash", f"--laws: unknown law {unknown[0]!r}; laws are {', '.join(LAW_NAMES)}")
+    if not 0 < args.port < 65536:
+        return _error("dash", f"--port must be a TCP port (1-65535), got {args.port}")
     if not args.refresh_s > 0:
         return _error("dash", f"--refresh-s must be a positive number of seconds, got {args.refresh_s:g}")
     uri = _uri(args.tracking_uri)

@@ -21,9 +21,9 @@ from sweeps.lr_search import lr_search_flops, search_learning_rates
 from sweeps.progress import Progress, Say, progress_printer, say_on_stderr
 from sweeps.proposals import Proposal, proposal_for, propose_runs, with_learning_rate
 from sweeps.record import CampaignRecord
-from sweeps.report import RoundResult, final_report, log_campaign_artifacts, saved_proposals, write_round
+from sweeps.report import RoundResult, campaign_run, final_report, log_campaign_artifacts, saved_proposals, write_round
 from sweeps.rounds import fit_round, interval_text, stop_reason
-from sweeps.runs import RunState, read_run_state, run_cost_flops
+from sweeps.runs import CampaignError, RunState, read_run_state, run_cost_flops
 from sweeps.settings import SpecError
 from sweeps.spec import Campaign
 from trainer.folder import write_atomic
@@ -51,24 +51,31 @@ def run_campaign(campaign: Campaign, say: Say = say_on_stderr, progress: Progres
         say(f"resuming: the study holds {len(record.trials)} runs up to proposal round {resumed_from}")
     rounds: list[RoundResult] = []
     number = 0
-    while True:
-        specs = record.specs(up_to_round=number)
-        finished_before = sum(1 for s in specs if read_run_state(campaign, s).status == "finished")
-        say(f"round {number}: {len(specs)} runs ({finished_before} finished before)")
-        states = launch(campaign, specs, progress=progress or progress_printer(len(specs), say))
-        record.tell(states)
-        result = play_round(campaign, record, states, number, searched_flops, say)
-        rounds.append(result)
-        if result.stop is not None:
-            break
-        number += 1
-        for proposal in result.proposals:
-            record.ask(proposal, number)
+    tracker, mlflow_run = campaign_run(campaign)
+    tracker.set_status(mlflow_run, "running")
+    try:
+        while True:
+            specs = record.specs(up_to_round=number)
+            finished_before = sum(1 for s in specs if read_run_state(campaign, s).status == "finished")
+            say(f"round {number}: {len(specs)} runs ({finished_before} finished before)")
+            states = launch(campaign, specs, progress=progress or progress_printer(len(specs), say))
+            record.tell(states)
+            result = play_round(campaign, record, states, number, searched_flops, say)
+            rounds.append(result)
+            if result.stop is not None:
+                break
+            number += 1
+            for proposal in result.proposals:
+                record.ask(proposal, number)
+    except CampaignError as exc:
+        tracker.set_status(mlflow_run, "failed", error=str(exc))
+        raise
     stop = rounds[-1].stop
     assert stop is not None
     report = final_report(campaign, rounds, stop)
     write_atomic(campaign.folder / "report.md", report)
     log_campaign_artifacts(campaign, campaign.folder / "report.md", None)
+    tracker.set_status(mlflow_run, "finished")  # the campaign's own run ends with it (MLflow: FINISHED)
     return CampaignOutcome(tuple(rounds), stop, report)
 
 

@@ -79,11 +79,16 @@ def saved_proposals(folder: Path) -> list[Proposal]:
         return []
 
 
-def log_campaign_artifacts(campaign: Campaign, path: Path, artifact_path: str | None) -> None:
+def campaign_run(campaign: Campaign) -> tuple[Tracker, str]:
+    """The campaign's own MLflow run (its [plan] settings as params), created the first time."""
     tracker = Tracker(tracking_uri_of(campaign))
     settings = dataclasses.asdict(campaign.plan) if campaign.plan is not None else {}
     params = {k: json.dumps(list(v)) if isinstance(v, (list, tuple)) else v for k, v in settings.items()}
-    run_id = tracker.open_run(RunRecord(f"campaign-{campaign.name}", campaign.name, params, kind="campaign"))
+    return tracker, tracker.open_run(RunRecord(f"campaign-{campaign.name}", campaign.name, params, kind="campaign"))
+
+
+def log_campaign_artifacts(campaign: Campaign, path: Path, artifact_path: str | None) -> None:
+    tracker, run_id = campaign_run(campaign)
     if path.is_dir():
         tracker.log_artifacts(run_id, path, artifact_path)
     else:

@@ -170,6 +170,8 @@ def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
             raise SpecError(f"{source}: [campaign] {key} must be a string")
     if "corpus" in campaign and "corpora" in campaign:
         raise SpecError(f"{source}: [campaign] gives both corpus and corpora; give one corpus, or one per data mix")
+    if "name" in campaign and not campaign["name"].strip():
+        raise SpecError(f"{source}: [campaign] name is empty; it names the campaign's MLflow experiment and record")
     if "grid" not in data:
         raise SpecError(f"{source}: the [grid] table is missing")
     grid = _check_table(source, "grid", data["grid"], GRID_KEYS)
@@ -228,6 +230,8 @@ def load_campaign(path: str | Path, check_corpus: bool = True) -> Campaign:
                         f"mix's validation set); [grid] data_mixes names {len(set(mixes))}: run a campaign per mix")
     checked_corpus = corpus if check_corpus else None
     plan = _check_plan(source, data["plan"], axes, train, checked_corpus) if "plan" in data else None
+    if plan is not None:
+        _check_fittable(source, plan, list(seen.values()), corpus if check_corpus else None)
     lr_search = _check_lr_search(source, data["lr_search"], axes, train, checked_corpus) if "lr_search" in data else None
     return Campaign(
         name=campaign.get("name", source.stem), source=source, corpus=corpus, corpora=corpora, folder=folder,
@@ -247,6 +251,36 @@ def _check_plan(source: Path, data: Any, axes: Mapping[str, list[Any]], train: M
     if corpus is not None:
         _check_against_corpus(source, corpus, probe)
     return plan
+
+
+def _check_fittable(source: Path, plan: PlanSettings, runs: list[RunSpec], corpus: Path | None) -> None:
+    """The grid alone must give every law of [plan] enough to fit: two model sizes, and at least as many
+    points as the law has parameters (one per run with points = "final", every evaluation with "curve")
+    — otherwise the campaign would train everything and then fail."""
+    from lawfit.names import LAW_PARAMETER_COUNTS
+
+    sizes = {run.preset for run in runs}
+    if len(sizes) < 2:
+        raise SpecError(f"{source}: [plan] needs runs of at least two model sizes to fit a law; [grid] presets "
+                        f"gives {len(sizes)}")
+    if plan.points == "final" or corpus is None:
+        points = len(runs)
+    else:
+        info = CorpusInfo.read(corpus)
+        points = sum(_evaluations(prepare(run, info)) for run in runs)
+    short = [law for law in plan.laws if LAW_PARAMETER_COUNTS[law] > points]
+    if short:
+        law = max(short, key=lambda name: LAW_PARAMETER_COUNTS[name])
+        raise SpecError(f"{source}: [plan] laws: {law} has {LAW_PARAMETER_COUNTS[law]} parameters but the grid gives "
+                        f"{points} loss points (points = {plan.points!r}); add runs to [grid] or leave the law out")
+
+
+def _evaluations(prepared: Prepared) -> int:
+    """How many curve points a run records: every ``eval_every`` optimizer steps, and at its last step
+    (``trainer/callback.py``)."""
+    every = max(1, round(prepared.spec.eval_every_tokens / prepared.plan.tokens_per_step))
+    steps = prepared.plan.total_steps
+    return steps // every + (1 if steps % every else 0)
 
 
 def _check_lr_search(source: Path, data: Any, axes: Mapping[str, list[Any]], train: Mapping[str, Any],

@@ -26,6 +26,7 @@ def test_bad_report_and_dash_arguments_exit_2_naming_the_input(synthetic_store, 
         (("dash", "--tracking-uri", uri, "--campaign", "nope"), "--campaign: no campaign 'nope'"),
         (("dash", "--tracking-uri", uri, "--refresh-s", "0"), "--refresh-s must be a positive number"),
         (("dash", "--tracking-uri", uri, "--laws", "chinchilla,gpt"), "--laws: unknown law 'gpt'"),
+        (("dash", "--tracking-uri", uri, "--port", "99999"), "--port must be a TCP port (1-65535), got 99999"),
     ]
     for args, message in cases:
         proc = smslab(*args)

@@ -20,8 +20,10 @@ from lawfit.names import FLOPS_PER_PARAM_TOKEN
 from lawfit.planning import plan_compute_optimal
 from lawfit.points import LossPoints
 from lawfit.reference_data import EXAMPLE_PARAMS
+from storage.tracking import Tracker
 from sweeps.proposals import propose_runs
 from sweeps.rounds import stop_reason
+from sweeps.runs import tracking_uri_of
 from sweeps.settings import PlanSettings
 from sweeps.spec import Campaign, load_campaign
 
@@ -148,3 +150,7 @@ def test_a_campaign_in_process_proposes_once_then_stops_and_a_rerun_trains_nothi
     assert json.loads((campaign.folder / "jobs.json").read_text()) == jobs  # nothing launched again
     assert [p.run_id for p in again.rounds[0].proposals] == [p.run_id for p in round0.proposals]
     assert "Recommendation (round 1, chinchilla law)" in again.report
+    # The campaign's own MLflow run ends with the campaign (it stayed RUNNING before).
+    tracker = Tracker(tracking_uri_of(campaign))
+    own = tracker.client.get_run(tracker.find_run(campaign.name, f"campaign-{campaign.name}"))
+    assert own.info.status == "FINISHED" and own.data.tags["smslab.status"] == "finished"

@@ -83,6 +83,14 @@ def test_a_grid_expands_to_its_cartesian_product_with_stable_ids(folder: Path):
             "seeds = [0]", 'seeds = [0]\ndata_mixes = ["abc", "abc+bach"]'), "no corpus for data mix 'abc+bach'"),
         (lambda s: s.replace('corpus = "corpus"', 'corpus = "corpus"\ncorpora = {abc = "corpus"}'),
          "gives both corpus and corpora"),
+        # Numbers that used to crash, launch forever or fail every run are refused before anything starts.
+        (lambda s: s.replace("epochs = [1, 2, 4]", "epochs = [1, inf]"), "epochs must be a positive finite number"),
+        (lambda s: s.replace("epochs = [1, 2, 4]", "epochs = [1, 1e12]"), "epochs 1e+12 is beyond 10000"),
+        (lambda s: s.replace("batch_tokens = 512", "batch_tokens = 0"), "batch_tokens must be a positive finite"),
+        (lambda s: s.replace("max_parallel = 2", "max_parallel = 0"), "[launcher] max_parallel must be at least 1"),
+        (lambda s: s.replace("max_parallel = 2", "max_parallel = 2\ntimeout_min = -5"),
+         "[launcher] timeout_min must be at least 1"),
+        (lambda s: s.replace('name = "demo"', 'name = " "'), "[campaign] name is empty"),
     ],
 )
 def test_bad_specs_are_refused_naming_file_table_and_key(folder: Path, edit, message):
@@ -119,6 +127,27 @@ def test_campaign_tables_are_checked_by_key(folder: Path, extra: str, message: s
     with pytest.raises(SpecError) as err:
         load_campaign(path)
     assert str(path) in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace('presets = ["tiny-0.1m", "tiny-0.3m"]', 'presets = ["tiny-0.1m"]'),
+         "[plan] needs runs of at least two model sizes"),
+        (lambda s: s.replace("fractions = [0.25, 1]", "fractions = [1]").replace("epochs = [1, 2, 4]", "epochs = [1, 2]"),
+         "[plan] laws: sms has 11 parameters but the grid gives 4 loss points"),
+    ],
+)
+def test_a_campaign_that_could_not_fit_its_laws_is_refused_before_it_trains(folder: Path, edit, message):  # type: ignore[no-untyped-def]
+    path = folder / "unfittable.toml"
+    path.write_text(edit(GOOD) + PLAN)
+    with pytest.raises(SpecError) as err:
+        load_campaign(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+    every_step = edit(GOOD).replace("batch_tokens = 512", "batch_tokens = 512\neval_every_tokens = 512")
+    path.write_text(every_step + PLAN + "laws = ['chinchilla']\npoints = 'curve'\n")  # every evaluation: enough
+    if "two model sizes" not in message:
+        assert load_campaign(path).plan is not None
 
 
 def test_each_data_mix_trains_on_its_own_corpus_and_a_campaign_fits_one_mix(folder: Path):
