@@ -45,6 +45,7 @@ from storage.sqlite_store import (
     check_mlflow_file,
     check_server_answers,
     default_tracking_uri,
+    keep_artifacts_beside,
     read_curve_rows,
     sqlite_file,
 )
@@ -114,6 +115,8 @@ class Tracker:
         # two doing it at once corrupt the version table, so creation is serialised by a file lock.
         with (path.parent / f".{path.name}.init.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            # A copied or moved campaign folder writes its artifacts into itself, never into the original.
+            with_retry(lambda: keep_artifacts_beside(path))
             self.client = with_retry(lambda: MlflowClient(tracking_uri))
             with_retry(lambda: self.client.search_experiments(max_results=1))
 

@@ -146,3 +146,33 @@ def test_the_step_column_is_the_optimizer_step_and_d_holds_the_tokens(tmp_path: 
     assert list(table["D"]) == [4096, 4096, 8192] and list(table["run_id"]) == ["old", "r", "r"]
     assert table["step"].isna().tolist() == [True, False, False] and list(table["step"][1:]) == [2, 4]
     pd.testing.assert_frame_equal(table, tracker.read_points_api("camp"))
+
+
+def test_a_copied_campaign_folder_writes_its_artifacts_into_itself_not_the_original(tmp_path: Path):
+    import shutil
+
+    original, copy = tmp_path / "original" / "campaign", tmp_path / "copy" / "campaign"
+    (tmp_path / "round.md").write_text("round 0")
+    # The original campaign is written by another process, as a campaign run would (MLflow caches artifact
+    # repositories per run id within a process).
+    run = subprocess.run([sys.executable, "-c", (
+        "import sys; from storage.tracking import RunRecord, Tracker, default_tracking_uri; "
+        f"t = Tracker(default_tracking_uri({str(original)!r})); "
+        "r = t.open_run(RunRecord('campaign-camp', 'camp', {}, kind='campaign')); "
+        f"t.log_artifact(r, {str(tmp_path / 'round.md')!r}, 'rounds'); print(r)")],
+        capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    shutil.copytree(original, copy)  # cp -a of the campaign folder, to share or branch it
+    before = {p: p.read_bytes() for p in original.rglob("*") if p.is_file() and p.suffix != ".db"}
+
+    copied = Tracker(default_tracking_uri(copy))
+    copied_run = copied.open_run(RunRecord("campaign-camp", "camp", {}, kind="campaign"))
+    assert copied_run == run  # the same MLflow run, now in the copy
+    (tmp_path / "round.md").write_text("round 1 of the branch")
+    copied.log_artifact(copied_run, tmp_path / "round.md", "rounds")
+    after = {p: p.read_bytes() for p in original.rglob("*") if p.is_file() and p.suffix != ".db"}
+    assert after == before  # nothing written into the original
+    assert (copy / "mlartifacts" / "camp").is_dir()
+    written = [p.read_text() for p in (copy / "mlartifacts").rglob("round.md")]
+    assert written == ["round 1 of the branch"]
+    location = copied.client.get_experiment_by_name("camp").artifact_location
+    assert location == (copy / "mlartifacts" / "camp").resolve().as_uri()
