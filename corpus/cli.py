@@ -125,6 +125,8 @@ def run_abc(args: argparse.Namespace) -> int:
     from corpus.smt import smt_to_abc
     from corpus.sources import CorpusInputError, TuneRecord, convert_text
 
+    if args.out:
+        check_output(Path(args.out))
     texts = []
     for name in args.files:
         path = Path(name)
@@ -136,6 +138,11 @@ def run_abc(args: argparse.Namespace) -> int:
             raise CorpusInputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     outputs: list[str] = []
     for name, text in texts:
+        if next(split_tunes(text), None) is None:
+            # UTF-16 text or a binary file has NUL bytes and no X: line a reader could find.
+            why = "not a UTF-8 text file (it holds NUL bytes: UTF-16 or binary)" if "\x00" in text else "no tunes found"
+            print(f"{name}: {why} (a tune starts with an X: line)", file=sys.stderr)
+            continue
         if args.direction == "to-smt":
             for item in convert_text(text, name):
                 if isinstance(item, TuneRecord):
@@ -148,6 +155,9 @@ def run_abc(args: argparse.Namespace) -> int:
                     outputs.append(smt_to_abc(tune.text))
                 except AbcError as exc:
                     print(f"{name}: tune X:{tune.number}: skipped: {exc}", file=sys.stderr)
+    if not outputs:
+        raise CorpusInputError(f"{', '.join(args.files)}: no tune could be converted (see the reasons above); "
+                               "nothing written")
     result = "\n".join(outputs)
     if args.out:
         _write_atomic(Path(args.out), result)
@@ -167,3 +177,17 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output file before any work: a folder where the file goes, or a place under a file or in a
+    folder that cannot be written."""
+    from corpus.sources import CorpusInputError
+
+    if path.is_dir():
+        raise CorpusInputError(f"--out {path}: is a folder; give a file name")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CorpusInputError(f"--out {path}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise CorpusInputError(f"--out {path}: {existing} is not writable")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from lawfit.errors import LawfitInputError
 from lawfit.names import LAW_NAMES  # numpy-free, so --help stays instant
 
 
@@ -94,6 +96,8 @@ def run_fit(args: argparse.Namespace) -> int:
         raise LawfitInputError(f"--level must lie in (0, 1), got {args.level}")
     if not (math.isfinite(args.delta) and args.delta > 0):
         raise LawfitInputError(f"--delta must be a positive number, got {args.delta}")
+    if args.out:
+        check_output(Path(args.out), folder=args.compare)
     points = read_points(args.points, parse_column_map(args.columns))
     fixed = parse_fix(args.fix)
     laws = list(LAW_NAMES) if args.compare else [args.law]
@@ -174,3 +178,17 @@ def run_plan(args: argparse.Namespace) -> int:
 
         print(plan_report(fit, plan_c))
     return 0
+
+
+def check_output(path: Path, folder: bool = False) -> None:
+    """Refuse an output path before any work: a folder where a file goes (or a file where a folder goes),
+    or a place under a file or in a folder that cannot be written."""
+    if path.is_dir() != folder and path.exists():
+        raise LawfitInputError(f"--out {path}: is {'a file' if folder else 'a folder'}; give "
+                               f"{'a folder' if folder else 'a file name'}")
+    parent = path if folder and path.is_dir() else path.parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise LawfitInputError(f"--out {path}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise LawfitInputError(f"--out {path}: {existing} is not writable")

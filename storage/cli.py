@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -30,6 +32,10 @@ def run_export(args: argparse.Namespace) -> int:
         return 2
 
     try:
+        check_output(Path(args.out))
+    except StorageError as exc:
+        return error(str(exc))
+    try:
         tracker = open_store(args.tracking_uri)
     except StorageError as exc:
         return error(f"--tracking-uri: {exc}")
@@ -44,3 +50,17 @@ def run_export(args: argparse.Namespace) -> int:
         return error(f"--out {args.out}: cannot write the table: {exc}")
     print(f"{len(frame)} points of {frame['run_id'].nunique()} runs written to {args.out}")
     return 0
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output file before any work: a folder where the file goes, or a place under a file or in a
+    folder that cannot be written."""
+    from storage.sqlite_store import StorageError
+
+    if path.is_dir():
+        raise StorageError(f"--out {path}: is a folder; give a file name")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise StorageError(f"--out {path}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise StorageError(f"--out {path}: {existing} is not writable")

@@ -45,7 +45,7 @@ def test_binary_junk_wrong_encoding_and_empty_files_never_stop_the_rest(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "tune X:1: skipped: binary junk" in proc.stderr
     assert "tune X:2: skipped: binary junk" in proc.stderr  # not UTF-8: undecodable bytes
-    assert f"{empty}: tune X:-: skipped: no tune" in proc.stderr
+    assert f"{empty}: no tunes found" in proc.stderr
     assert proc.stdout.startswith("X:3")
 
 

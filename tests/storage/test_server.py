@@ -44,6 +44,7 @@ def test_curves_logged_over_http_read_back_without_duplicates(server: str):
     assert list(table["loss"]) == pytest.approx([4.9, 4.8, 4.6, 4.5])
     assert set(table["N"]) == {1000} and set(table["U_D"]) == {500}
     assert tracker.run_statuses("http-campaign") == {"run-http": "finished"}
+    assert tracker.campaign_fingerprint("http-campaign") is None  # no cheap check on a server: read it all
 
 
 @pytest.mark.slow

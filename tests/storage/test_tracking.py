@@ -119,7 +119,6 @@ def test_the_campaign_fingerprint_changes_exactly_when_its_data_does(tmp_path: P
     assert len(set(seen)) == len(seen)
     Tracker(default_tracking_uri(tmp_path)).open_run(RunRecord("elsewhere", "other-camp", {"N": 1}))
     assert other.campaign_fingerprint("camp") == seen[-1]  # another campaign's runs do not count
-    assert Tracker("http://127.0.0.1:9").campaign_fingerprint("camp") is None  # no cheap check: read it all
 
 
 def test_the_laws_get_only_runs_recorded_finished_by_their_last_point_or_whole_curve(tmp_path: Path):
