@@ -74,6 +74,8 @@ def parse_fix(text: str | None) -> dict[str, float]:
         name, sep, value = (part.strip() for part in item.partition("="))
         if not sep or not name or not value:
             raise LawfitInputError(f"--fix: {item!r} is not of the form NAME=VALUE (e.g. --fix alpha=0.34,beta=0.28)")
+        if name in fixed:
+            raise LawfitInputError(f"--fix: {name} is given twice; give each parameter once")
         try:
             fixed[name] = float(value)
         except ValueError:

@@ -65,6 +65,12 @@ def fit_law(
         raise LawfitInputError(f"{points.source}: law {law.name!r} needs the unique-token column U_D, which is missing")
     train, test = split_by_size(points, opts.train_max_n)
     free = [n for n in law.param_names if n not in opts.fixed]
+    if len(train.sizes) < 2 and {"A", "alpha"} & set(free):
+        # With one N the size term A/N^alpha is a constant: any alpha fits (the starts scatter A over 1e24).
+        raise LawfitInputError(
+            f"{points.source}: every training point has the same model size (N = {train.sizes[0]:g}); the size term "
+            "A/N^alpha cannot be identified from one size: add runs of another size, or hold it with --fix A=...,alpha=..."
+        )
     if len(train) < len(free):
         raise LawfitInputError(
             f"{points.source}: {len(train)} training point(s) for {len(free)} free parameter(s) of {law.name!r}; "

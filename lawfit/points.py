@@ -203,6 +203,13 @@ def _validate(
             raise LawfitInputError(f"{where('run_id', int(empty[0]))}: empty run id")
     else:
         run_id = np.asarray([f"row{i + 1}" for i in range(n_rows)], dtype=object)
+    if "run_id" in table:
+        # A run is one model: its points share one N (a second N under the same id is two runs mixed up).
+        first_n: dict[str, float] = {}
+        for i, (run, n) in enumerate(zip(run_id, numeric["N"], strict=True)):
+            if first_n.setdefault(run, n) != n:
+                raise LawfitInputError(f"{where('N', i)}: run {run!r} has N = {first_n[run]:g} in an earlier row and "
+                                       f"{n:g} here; a run is one model size (give each model its own run id)")
     weight = numeric.get("weight", np.ones(n_rows))
     if not np.any(weight > 0):
         raise LawfitInputError(f"{source}: every weight is zero")

@@ -100,7 +100,7 @@ def test_plan_has_bootstrap_intervals_around_the_point_estimate():
 
 def test_sms_token_plan_finds_the_overfitting_onset_and_chinchilla_finds_none():
     sms = {**CORE, "k": 0.9, "d": 2e5, "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0}
-    fit = FitResult.from_dict({**preset_fit("hoffmann").to_dict(), "law": "sms", "params": sms})
+    fit = FitResult.from_dict({**preset_fit("hoffmann").to_dict(), "law": "sms", "params": sms, "units": {}})
     plan = plan_tokens(fit, 4e8, 1.6e10, max_epochs=100)
     assert plan.overfits and 5 < plan.epochs_best < 100
     assert min(plan.losses) >= plan.loss_best - 1e-12
