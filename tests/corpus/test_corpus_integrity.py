@@ -61,3 +61,14 @@ def test_building_again_rebuilds_a_damaged_folder_instead_of_reusing_it(tmp_path
     truncate(tmp_path / "c" / "val.bin", 10)
     again, rebuilt = build_corpus(sources, tmp_path / "c", CONFIG)
     assert rebuilt and verify_corpus(tmp_path / "c").counts == manifest.counts
+
+
+def test_an_absurdly_long_tune_is_skipped_with_a_counted_reason_and_the_build_goes_on(tmp_path: Path):
+    from conftest import write_tunes
+
+    write_tunes(tmp_path / "abc", 40)
+    (tmp_path / "abc" / "long.abc").write_text("X:999\nT:Runaway\nM:4/4\nL:1/8\nK:D\n" + "ABcd efga | " * 60_000 + "\n")
+    # A 700 kB tune stalled the BPE trainer for minutes: it never reaches the tokenizer.
+    manifest, _ = build_corpus(user_files([tmp_path / "abc"]), tmp_path / "c", CONFIG)
+    assert manifest.counts["skipped_by_reason"] == {"too long": 1}
+    assert manifest.counts["tunes"] == 40

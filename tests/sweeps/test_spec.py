@@ -91,6 +91,8 @@ def test_a_grid_expands_to_its_cartesian_product_with_stable_ids(folder: Path):
         (lambda s: s.replace("max_parallel = 2", "max_parallel = 2\ntimeout_min = -5"),
          "[launcher] timeout_min must be at least 1"),
         (lambda s: s.replace('name = "demo"', 'name = " "'), "[campaign] name is empty"),
+        (lambda s: s.replace("seeds = [0]", f"seeds = {list(range(1000))}\ndata_mixes = {[str(i) for i in range(100)]}"),
+         "[grid] means 1,200,000 runs (2 presets x 2 fractions x 3 epochs x 1000 seeds x 100 data_mixes)"),
     ],
 )
 def test_bad_specs_are_refused_naming_file_table_and_key(folder: Path, edit, message):
