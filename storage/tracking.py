@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import random
 import time
@@ -50,7 +51,7 @@ from storage.sqlite_store import (
     sqlite_file,
 )
 
-__all__ = ["RunRecord", "StorageError", "Tracker", "default_tracking_uri", "open_store", "with_retry"]
+__all__ = ["RunRecord", "StorageError", "StoreFullError", "Tracker", "default_tracking_uri", "open_store", "with_retry"]
 
 RUN_ID_TAG = "smslab.run_id"
 STATUS_TAG = "smslab.status"
@@ -62,13 +63,23 @@ MAX_TAG_CHARS = 5000  # MLflow keeps tag values up to 8,000 characters
 T = TypeVar("T")
 
 
+class StoreFullError(RuntimeError):
+    """The disk under the tracking store is full: nothing more can be recorded until space is freed."""
+
+    exit_status = 1
+
+
 def with_retry(call: Callable[[], T], attempts: int = 12, first_delay_s: float = 0.05) -> T:
-    """Retry ``call`` while SQLite reports the database locked (jittered exponential backoff)."""
+    """Retry ``call`` while SQLite reports the database locked (jittered exponential backoff); a full disk
+    is one line (``StoreFullError``), not MLflow's page of SQL."""
     delay = first_delay_s
     for attempt in range(attempts):
         try:
             return call()
         except Exception as exc:  # noqa: BLE001  MLflow wraps sqlite's error in several types
+            if "database or disk is full" in str(exc) or "No space left on device" in str(exc):
+                raise StoreFullError("the disk under the tracking store is full (database or disk is full); free "
+                                     "space and run the command again: finished work is kept") from None
             if "database is locked" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(delay * (1 + random.random()))
@@ -100,6 +111,9 @@ class Tracker:
 
     def __init__(self, tracking_uri: str) -> None:
         from mlflow.tracking import MlflowClient
+
+        # MLflow logs each database error with its traceback before raising it; smslab says it once, in a line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         path = sqlite_file(tracking_uri)
         self.uri = tracking_uri

@@ -55,16 +55,17 @@ class RoundFit:
         return interval[1] / interval[0] if interval and interval[0] > 0 else None
 
 
-def mark_finished_in_storage(campaign: Campaign, states: Sequence[RunState]) -> None:
-    """The run folder is the truth about a run: a run its folder calls finished whose tracking record does not
-    (its job was killed between the two writes) is marked finished there too, so storage fits it."""
+def align_storage_with_folders(campaign: Campaign, states: Sequence[RunState]) -> None:
+    """The run folder is the truth about a run: a run its folder calls finished or failed whose tracking
+    record says otherwise (its job was killed between the two writes, or the store's disk was full) is
+    recorded so too, so storage fits exactly the finished runs."""
     tracker = Tracker(tracking_uri_of(campaign))
     recorded = tracker.run_statuses(campaign.name)
     for state in states:
-        if state.status == "finished" and recorded.get(state.run_id) not in (None, "finished"):
+        if state.status in ("finished", "failed") and recorded.get(state.run_id) not in (None, state.status):
             mlflow_run = tracker.find_run(campaign.name, state.run_id)
             if mlflow_run is not None:
-                tracker.set_status(mlflow_run, "finished")
+                tracker.set_status(mlflow_run, state.status, error=state.error if state.status == "failed" else None)
 
 
 def read_fit_points(campaign: Campaign, settings: PlanSettings) -> LossPoints:
@@ -87,7 +88,7 @@ def fit_round(campaign: Campaign, states: Sequence[RunState], number: int, say: 
     if len(finished) < 3 or sizes < 2:
         raise CampaignError(f"round {number}: only {len(finished)} finished runs over {sizes} model sizes; "
                             "a law needs at least 3 runs over 2 sizes (see `smslab sweep status`)")
-    mark_finished_in_storage(campaign, states)
+    align_storage_with_folders(campaign, states)
     points = read_fit_points(campaign, settings)
     if points.n_runs < 3 or len(points.sizes) < 2:
         raise CampaignError(f"round {number}: MLflow holds curves of only {points.n_runs} finished runs over "
