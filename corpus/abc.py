@@ -169,7 +169,7 @@ def split_tunes(text: str) -> Iterator[TuneText]:
         yield TuneText(number, "\n".join(current), start)
 
 
-def _voice_id(value: str) -> tuple[str, str]:
+def split_voice_field(value: str) -> tuple[str, str]:
     """``1 clef=bass`` → ("1", "clef=bass")."""
     parts = value.strip().split(None, 1)
     if not parts:
@@ -192,7 +192,7 @@ def parse_tune(text: str) -> Tune:
         header.append(line)
         m = _FIELD_LINE.match(line)
         if m and m.group(1) == "V":
-            vid, _ = _voice_id(m.group(2))
+            vid, _ = split_voice_field(m.group(2))
             if vid not in declared:
                 declared.append(vid)
         if m and m.group(1) == "K":
@@ -227,7 +227,7 @@ def parse_tune(text: str) -> Tune:
         if m and m.group(1) in _BODY_FIELDS:
             key, value = m.group(1), m.group(2)
             if key == "V":
-                vid, declaration = _voice_id(value)
+                vid, declaration = split_voice_field(value)
                 current = voice(vid, declaration)
                 continue
             target = current if current is not None else voice(None)
@@ -329,7 +329,7 @@ def _scan_music_line(line: str, current: _VoiceState, voice, pending_fields: dic
             if inline:
                 if inline.group(1) == "V":
                     current.touched_open = current.has_music()
-                    vid, declaration = _voice_id(inline.group(2))
+                    vid, declaration = split_voice_field(inline.group(2))
                     current = voice(vid, declaration)
                     take_pending(current)
                 else:

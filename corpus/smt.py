@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 
-from corpus.abc import AbcError, Bar, Tune, Voice, parse_bars
+from corpus.abc import AbcError, Bar, Tune, Voice, parse_bars, split_voice_field
 
 GROUP_DELIMITER = "<|>"
 BARS_PER_LINE = 4
@@ -100,6 +100,12 @@ def from_smt(text: str) -> Tune:
             bars[voice_id].append(_bar_of(segment))
     if not order:
         raise AbcError("the tune has no bar groups")
+    # The reader's rule (corpus/abc.py): when the header declares voices, every voice of the body is one of them;
+    # ABC written otherwise would be refused when read back.
+    declared = [split_voice_field(line[2:])[0] for line in header if line.startswith("V:")]
+    undeclared = [v for v in order if v is not None and declared and v not in declared]
+    if undeclared:
+        raise AbcError(f"undeclared voice V:{undeclared[0]} (the header declares {', '.join('V:' + d for d in declared)})")
     return Tune(header[0][2:].strip(), header, tuple(Voice(v, tuple(bars[v]), declarations[v]) for v in order))
 
 

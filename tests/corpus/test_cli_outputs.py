@@ -48,3 +48,10 @@ def test_a_bad_out_is_refused_before_any_work(tmp_path: Path):
                     str(tmp_path / "a-file" / "p.csv"))
     assert export.returncode == 2 and "is a file, not a folder" in export.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_from_smt_refuses_a_voice_its_header_does_not_declare_as_to_smt_would(tmp_path: Path):
+    source = tmp_path / "in.smt"
+    source.write_text("X:1\nT:Two\nM:4/4\nL:1/8\nV:1\nK:D\n<|>[V:1]ABcd efga|[V:2]ABcd efga|<|>\n")
+    proc = smslab("abc", "from-smt", str(source))
+    assert proc.returncode == 2 and "undeclared voice V:2 (the header declares V:1)" in proc.stderr
