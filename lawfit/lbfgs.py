@@ -116,6 +116,10 @@ def minimize_batched(
     f = np.where(np.isfinite(f), f, np.inf)
     status = np.full(n_starts, Status.RUNNING, dtype=int)
     status[~np.isfinite(f) | ~np.all(np.isfinite(g), axis=1)] = Status.NONFINITE_START
+    if n_params == 0:
+        # Nothing free (every parameter held): the objective at the start is the optimum.
+        status[status == Status.RUNNING] = Status.CONVERGED_GRADIENT
+        return BatchResult(x, f, status, np.zeros(n_starts, dtype=int))
     iterations = np.zeros(n_starts, dtype=int)
     m = opts.memory
     hist_s = np.zeros((n_starts, m, n_params))
