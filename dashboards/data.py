@@ -78,8 +78,8 @@ def _open(tracking_uri: str) -> Tracker:
             _tracker.cache_clear()  # a store removed since: do not keep a client of it
         return _tracker(tracking_uri)
     except StorageError as exc:
-        raise DataUnavailable(f"{exc} (give --tracking-uri; `smslab quickstart` makes "
-                              "smslab-quickstart/campaign/mlflow.db)") from None
+        hint = " (give --tracking-uri; `smslab quickstart` makes smslab-quickstart/campaign/mlflow.db)" if path else ""
+        raise DataUnavailable(f"{exc}{hint}") from None
     except Exception as exc:  # noqa: BLE001  any store error is shown, not raised
         raise DataUnavailable(f"cannot read the tracking store {tracking_uri}: {exc}") from None
 

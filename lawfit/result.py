@@ -214,7 +214,11 @@ def check_against_law(fit: FitResult, source: str) -> None:
 
     def check_values(field: str, values: Mapping[str, float]) -> None:
         for name in law.param_names:
-            problem = law.spec(name).check(float(values[name]))
+            spec, value = law.spec(name), float(values[name])
+            # Scale parameters (log transform) are fitted unbounded when centred (lawfit/objective.py), so a
+            # fit may hold one beyond its nominal range: it must be a finite positive number.
+            problem = spec.check(value) if spec.transform != "log" or not math.isfinite(value) else (
+                None if value > 0 else f"{name}={value!r} must be positive (a scale parameter)")
             if problem:
                 raise LawfitInputError(f"{source}: {field}.{name}: {problem}")
 

@@ -1,8 +1,9 @@
-"""What several test folders share: Debian's Chromium, free local ports, and waiting for a local server."""
+"""What several test folders share: generated tunes, Debian's Chromium, free local ports, waiting for a server."""
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import time
@@ -46,3 +47,18 @@ def wait_until_answering(url: str, proc: subprocess.Popen[bytes], timeout_s: flo
             stop()
             pytest.fail(f"{what} did not come up: {log()[-3000:]}")
         time.sleep(0.3)
+
+
+def write_tunes(folder: Path, n: int, seed: int = 0) -> None:
+    """Generated reels with real structure: repeated phrases, so a model can learn them."""
+    rng = random.Random(seed)
+    notes = "DEFGABcdefg"
+    tunes = []
+    for i in range(n):
+        phrase = " ".join("".join(rng.choice(notes) for _ in range(4)) for _ in range(2))
+        answer = " ".join("".join(rng.choice(notes) for _ in range(4)) for _ in range(2))
+        key = rng.choice("DGA")
+        bars = [phrase, answer, phrase, answer[:-1] + "d"]
+        tunes.append(f"X:{i + 1}\nT:Reel {i + 1}\nM:4/4\nL:1/8\nK:{key}\n|: " + " | ".join(bars) + " :|\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "reels.abc").write_text("\n".join(tunes))

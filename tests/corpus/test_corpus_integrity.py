@@ -51,7 +51,7 @@ def test_a_broken_manifest_is_named_not_a_traceback(corpus: Path, text: str):
 
 
 def test_building_again_rebuilds_a_damaged_folder_instead_of_reusing_it(tmp_path: Path):
-    from conftest import write_tunes
+    from support import write_tunes
 
     write_tunes(tmp_path / "abc", 60)
     sources = user_files([tmp_path / "abc"])
@@ -64,7 +64,7 @@ def test_building_again_rebuilds_a_damaged_folder_instead_of_reusing_it(tmp_path
 
 
 def test_an_absurdly_long_tune_is_skipped_with_a_counted_reason_and_the_build_goes_on(tmp_path: Path):
-    from conftest import write_tunes
+    from support import write_tunes
 
     write_tunes(tmp_path / "abc", 40)
     (tmp_path / "abc" / "long.abc").write_text("X:999\nT:Runaway\nM:4/4\nL:1/8\nK:D\n" + "ABcd efga | " * 60_000 + "\n")

@@ -130,7 +130,7 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
 @pytest.mark.slow
 def test_bad_stores_and_campaigns_show_messages_in_place(browser, synthetic_store):
     uri, _ = synthetic_store
-    for store, campaign, expected in (("http://127.0.0.1:9", "anything", "cannot read"),
+    for store, campaign, expected in (("http://127.0.0.1:9", "anything", "tracking server http://127.0.0.1:9 does not answer"),
                                       (uri, "empty", "no runs recorded"),
                                       (uri, "one-size", "one model size")):
         proc, url = start_dash(store, campaign, "chinchilla")
