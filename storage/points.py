@@ -5,7 +5,8 @@ folder's ``curve.csv`` and as MLflow metrics alike, under the same names:
 the loss-point columns ``run_id, N, D, U_D, loss, step, split`` (``loss`` is
 the validation loss over the whole held-out set, ``split`` says so; ``step``
 is the optimizer step; D the tokens seen) and the training measures
-``train_loss, lr, tokens_per_s, mfu``. MLflow's own step of every metric is D.
+``train_loss, lr, tokens_per_s, mfu``. MLflow's own step of every metric is D;
+the optimizer step is D / ``tokens_per_step`` (a run param), not stored twice.
 
 The **loss-point table** (ARCHITECTURE.md) is what storage hands to lawfit and
 the dashboards: one row per evaluation, columns ``LOSS_POINT_COLUMNS``.
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import Literal
 
 LOSS_POINT_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split")
-# What MLflow stores as metrics of a point (N and U_D are run params; run_id a tag; split is "val").
-CURVE_METRICS = ("loss", "step", "train_loss", "lr", "tokens_per_s", "mfu")
+# What MLflow stores as metrics of a point (N, U_D and tokens_per_step are run params, run_id a tag, split is
+# "val"; the optimizer step is D / tokens_per_step, so it is not stored twice).
+CURVE_METRICS = ("loss", "train_loss", "lr", "tokens_per_s", "mfu")
 LOSS_METRIC = "loss"
 FINISHED = "finished"
 PointSelection = Literal["final", "curve"]
@@ -73,13 +75,14 @@ def curve_point_from_row(row: Mapping[str, str]) -> CurvePoint:
 
 
 def points_table(rows: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
-    """The loss-point table from rows of (run_id, N, D, U_D, loss, step), sorted by run and D."""
+    """The loss-point table from rows of (run_id, N, D, U_D, loss, tokens per step), sorted by run and D.
+    ``step`` is the optimizer step, D / tokens per step; empty for a run recorded without that param."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=["run_id", "N", "D", "U_D", "loss", "step"])
+    frame = pd.DataFrame(rows, columns=["run_id", "N", "D", "U_D", "loss", "tokens_per_step"])
     frame = frame.astype({"N": float, "D": float, "U_D": float, "loss": float})
-    # The optimizer step; runs recorded before smslab logged it have none.
-    frame["step"] = pd.to_numeric(frame["step"], errors="coerce").astype("Int64")
+    per_step = pd.to_numeric(frame.pop("tokens_per_step"), errors="coerce")
+    frame["step"] = (frame["D"] / per_step).round().astype("Int64")
     frame["split"] = "val"
     return frame.sort_values(["run_id", "D"], kind="stable").reset_index(drop=True)[list(LOSS_POINT_COLUMNS)]
 

@@ -114,28 +114,28 @@ def _query(path: Path, sql: str, args: Sequence[object]) -> list[tuple[object, .
 
 
 def read_curve_rows(path: Path, campaign: str, run_id_tag: str, loss_metric: str) -> list[tuple[object, ...]]:
-    """(run_id, N, D, U_D, loss, step) of every evaluation of the campaign: the latest value per (run, D),
-    since a point logged again after a resume is stored twice by MLflow."""
+    """(run_id, N, D, U_D, loss, tokens per step) of every evaluation of the campaign: the latest value per
+    (run, D), since a point logged again after a resume is stored twice by MLflow."""
     query = """
         WITH latest AS (
-            SELECT m.run_uuid, m.key, m.step, m.value,
-                   ROW_NUMBER() OVER (PARTITION BY m.run_uuid, m.key, m.step ORDER BY m.timestamp DESC) AS rank
+            SELECT m.run_uuid, m.step, m.value,
+                   ROW_NUMBER() OVER (PARTITION BY m.run_uuid, m.step ORDER BY m.timestamp DESC) AS rank
             FROM metrics m
             JOIN runs r ON r.run_uuid = m.run_uuid
             JOIN experiments e ON e.experiment_id = r.experiment_id
-            WHERE m.key IN (?, 'step') AND e.name = ? AND r.lifecycle_stage = 'active'
+            WHERE m.key = ? AND e.name = ? AND r.lifecycle_stage = 'active'
         )
-        SELECT COALESCE(t.value, l.run_uuid), pn.value, l.step, pu.value, l.value, s.value
+        SELECT COALESCE(t.value, l.run_uuid), pn.value, l.step, pu.value, l.value, ps.value
         FROM latest l
-        LEFT JOIN latest s ON s.run_uuid = l.run_uuid AND s.step = l.step AND s.key = 'step' AND s.rank = 1
         LEFT JOIN tags t ON t.run_uuid = l.run_uuid AND t.key = ?
         LEFT JOIN params pn ON pn.run_uuid = l.run_uuid AND pn.key = 'N'
         LEFT JOIN params pu ON pu.run_uuid = l.run_uuid AND pu.key = 'U_D'
-        WHERE l.rank = 1 AND l.key = ?
+        LEFT JOIN params ps ON ps.run_uuid = l.run_uuid AND ps.key = 'tokens_per_step'
+        WHERE l.rank = 1
     """
     if not path.is_file():
         return []
-    return _query(path, query, (loss_metric, campaign, run_id_tag, loss_metric))
+    return _query(path, query, (loss_metric, campaign, run_id_tag))
 
 
 def campaign_state_rows(path: Path, campaign: str, status_tag: str, kind_tag: str,

@@ -296,12 +296,9 @@ class Tracker:
         rows = []
         for run in self.client.search_runs([experiment], max_results=50_000):
             tags, params = run.data.tags, run.data.params
-            loss = self._latest_by_step(run.info.run_id, LOSS_METRIC)
-            steps = self._latest_by_step(run.info.run_id, "step")
-            for d, value in loss.items():
-                step = steps.get(d)
+            for d, value in self._latest_by_step(run.info.run_id, LOSS_METRIC).items():
                 rows.append((tags.get(RUN_ID_TAG, run.info.run_id), params.get("N"), d, params.get("U_D"), value,
-                             step))
+                             params.get("tokens_per_step")))
         return points_table(rows)
 
     def _latest_by_step(self, mlflow_run_id: str, key: str) -> dict[int, float]:

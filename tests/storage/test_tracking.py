@@ -124,8 +124,8 @@ def test_the_campaign_fingerprint_changes_exactly_when_its_data_does(tmp_path: P
 def test_the_laws_get_only_runs_recorded_finished_by_their_last_point_or_whole_curve(tmp_path: Path):
     tracker = Tracker(default_tracking_uri(tmp_path))
     for run_id, status in (("done", "finished"), ("going", "running"), ("broke", "failed")):
-        run = tracker.open_run(record(run_id, 1000, 500))
-        tracker.log_points(run, [{"D": d, "loss": 5.0 - d / 1000, "step": d // 100} for d in (100, 200, 300)])
+        run = tracker.open_run(RunRecord(run_id, "camp", {"N": 1000, "U_D": 500, "tokens_per_step": 100}))
+        tracker.log_points(run, [{"D": d, "loss": 5.0 - d / 1000} for d in (100, 200, 300)])
         tracker.set_status(run, status)
     final = tracker.read_fit_points("camp", "final")
     assert list(final["run_id"]) == ["done"] and list(final["D"]) == [300] and list(final["step"]) == [3]
@@ -137,10 +137,10 @@ def test_the_laws_get_only_runs_recorded_finished_by_their_last_point_or_whole_c
 
 def test_the_step_column_is_the_optimizer_step_and_d_holds_the_tokens(tmp_path: Path):
     tracker = Tracker(default_tracking_uri(tmp_path))
-    run = tracker.open_run(record("r", 1000, 500))
-    tracker.log_points(run, [{"D": 4096, "loss": 3.0, "step": 2}, {"D": 8192, "loss": 2.5, "step": 4}])
+    run = tracker.open_run(RunRecord("r", "camp", {"N": 1000, "U_D": 500, "tokens_per_step": 2048}))
+    tracker.log_points(run, [{"D": 4096, "loss": 3.0}, {"D": 8192, "loss": 2.5}])
     old = tracker.open_run(record("old", 1000, 500))
-    tracker.log_points(old, [{"D": 4096, "loss": 3.1}])  # recorded before smslab logged the step
+    tracker.log_points(old, [{"D": 4096, "loss": 3.1}])  # a run recorded without its tokens per step
     table = tracker.read_points("camp")
     assert list(table["D"]) == [4096, 4096, 8192] and list(table["run_id"]) == ["old", "r", "r"]
     assert table["step"].isna().tolist() == [True, False, False] and list(table["step"][1:]) == [2, 4]
