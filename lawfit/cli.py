@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lawfit.errors import LawfitInputError
-from lawfit.names import LAW_NAMES  # numpy-free, so --help stays instant
+from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES  # numpy-free, so --help stays instant
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,7 +56,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--fit", dest="fit_file", metavar="FIT.json", help="a fit written by smslab fit --out")
     source.add_argument("--preset", choices=("hoffmann", "datablations"), help="a published fit")
-    plan.add_argument("--flops", type=float, default=None, help="compute budget C in FLOPs")
+    budget = plan.add_mutually_exclusive_group()
+    budget.add_argument("--flops", type=float, default=None,
+                        help="compute budget C in FLOPs, with C = 6·N·D (the default convention)")
+    budget.add_argument("--nd", type=float, default=None, metavar="N·D",
+                        help="the budget as the product N·D, as MuPT §4.2.3 states it (N·D = 2e20): C = 6·N·D")
     plan.add_argument("--unique-tokens", type=float, default=None, metavar="U", help="unique tokens available (U_D); default unlimited")
     plan.add_argument("--n-params", type=float, default=None, metavar="N", help="plan the token count for this model size instead")
     plan.add_argument("--max-epochs", type=float, default=100.0, help="with --n-params: the most epochs to consider")
@@ -170,9 +174,12 @@ def run_plan(args: argparse.Namespace) -> int:
 
             print(token_plan_report(fit, plan))
         return 0
-    if args.flops is None:
-        raise LawfitInputError("plan needs --flops C (or --n-params N with --unique-tokens U)")
-    plan_c = plan_compute_optimal(fit, args.flops, args.unique_tokens)
+    if args.nd is not None and not (math.isfinite(args.nd) and args.nd > 0):
+        raise LawfitInputError(f"--nd must be a positive number, got {args.nd}")
+    flops = FLOPS_PER_PARAM_TOKEN * args.nd if args.nd is not None else args.flops
+    if flops is None:
+        raise LawfitInputError("plan needs --flops C or --nd N·D (or --n-params N with --unique-tokens U)")
+    plan_c = plan_compute_optimal(fit, flops, args.unique_tokens)
     if args.json:
         print(json.dumps(plan_c.to_dict(), indent=2))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lawfit.laws.base import get_law
+from lawfit.names import FLOPS_PER_PARAM_TOKEN
 from lawfit.planning import ComputeOptimalPlan, TokenPlan
 from lawfit.points import LossPoints
 from lawfit.result import FitResult
@@ -114,7 +115,7 @@ def _interval(plan_interval: object, key: str) -> str:
 
 def plan_report(fit: FitResult, plan: ComputeOptimalPlan) -> str:
     lines = [f"compute-optimal plan with {fit.law} ({fit.source or fit.procedure})"]
-    budget = f"C = {plan.flops:.4g} FLOPs"
+    budget = f"C = {plan.flops:.4g} FLOPs (C = 6·N·D: N·D = {plan.flops / FLOPS_PER_PARAM_TOKEN:.4g})"
     budget += f", U_D = {plan.unique_tokens:.4g} unique tokens" if plan.unique_tokens is not None else ", unlimited unique data"
     lines.append(budget)
     if plan.level is not None:

@@ -66,3 +66,14 @@ def test_plan_on_a_fit_whose_parameter_overflows_exits_2_and_names_it(tmp_path: 
     proc = subprocess.run([sys.executable, "-m", "smslab", "plan", "--fit", str(path), "--flops", "1e21"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "params.B: B must be finite" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plan_takes_the_budget_as_n_times_d_as_mupt_states_it():
+    proc = subprocess.run([sys.executable, "-m", "smslab", "plan", "--preset", "hoffmann", "--nd", "2e20",
+                           "--unique-tokens", "3.36e10", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["n_opt"] * plan["d_opt"] == pytest.approx(2e20, rel=1e-9) and plan["flops"] == pytest.approx(1.2e21)
+    text = subprocess.run([sys.executable, "-m", "smslab", "plan", "--preset", "hoffmann", "--nd", "2e20"],
+                          capture_output=True, text=True, timeout=120).stdout
+    assert "C = 1.2e+21 FLOPs (C = 6·N·D: N·D = 2e+20)" in text  # the convention is named
