@@ -2,11 +2,18 @@
 
 MuPT used YouTokenToMe (unmaintained); ``tokenizers`` trains the same kind of
 BPE faster and is kept up. As in the paper: no normalisation, no dummy prefix
-(``add_prefix_space=False``), and a newline is written ``<n>``. ``<|>`` (the
-SMT-ABC bar-group delimiter), ``<n>`` and ``<|endoftext|>`` (between tunes)
-are special tokens, never split or merged. Byte-level BPE covers every byte,
-so ``decode(encode(x)) == x`` for every text without a literal special token
-(the corpus skips tunes that contain one).
+(``add_prefix_space=False``).
+
+Line breaks are smslab's choice, not the paper's: the paper's text describes
+bars separated by spaces, while the prompts of MuPT's released models keep
+ABC's line breaks. smslab keeps them too (ABC's header fields and voice lines
+end at a line break, so it carries meaning) and writes each as the special
+token ``<n>``, so that a line break is always one token that BPE never merges
+with the notes around it; ``decode`` turns it back into a line break. ``<|>``
+(the SMT-ABC bar-group delimiter), ``<n>`` and ``<|endoftext|>`` (between
+tunes) are special tokens, never split or merged. Byte-level BPE covers every
+byte, so ``decode(encode(x)) == x`` for every text without a literal special
+token (the corpus skips tunes that contain one).
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ class AbcTokenizer:
 
 
 def to_model_text(text: str) -> str:
-    """Newlines as the paper's <n> token."""
+    """Line breaks as smslab's <n> token (see the module docstring for why)."""
     return text.replace("\n", NEWLINE)
 
 

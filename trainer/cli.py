@@ -11,8 +11,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "presets",
         help="list the model presets with their parameter counts",
         description=(
-            "Every model preset: MuPT Table 1 sizes (counted with MuPT's 50,000-token vocabulary) and tiny CPU "
-            "models (counted with a 4,096-token vocabulary). n_params excludes embeddings: it is the N the laws use."
+            "Every model preset: the shapes of the models MuPT released (counted with MuPT's 50,000-token "
+            "vocabulary) and tiny CPU models (counted with a 4,096-token vocabulary), embeddings untied. Each has "
+            "hidden, layers, ffn (SwiGLU inner size), heads, head_dim, vocab and two counts: "
+            "n_params_non_embedding (the N the laws use) and n_params_with_embeddings (the N MuPT's names use)."
         ),
     )
     presets.add_argument("--vocab-size", type=int, default=None, help="count with this vocabulary instead")
@@ -98,13 +100,16 @@ def run_presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'preset':<10} {'N (non-emb.)':>14} {'with emb.':>14} {'d_model':>8} {'layers':>6} {'heads':>5} {'d_ff':>6} {'vocab':>6}"
+    header = (
+        f"{'preset':<10} {'hidden':>6} {'layers':>6} {'ffn':>6} {'heads':>5} {'head_dim':>8} {'vocab':>6} "
+        f"{'N (non-emb.)':>14} {'N (with emb.)':>14}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['name']:<10} {r['n_params']:>14,} {r['n_params_with_embeddings']:>14,} {r['d_model']:>8} "
-            f"{r['n_layers']:>6} {r['n_heads']:>5} {r['d_ff']:>6} {r['vocab_size']:>6}"
+            f"{r['name']:<10} {r['hidden']:>6} {r['layers']:>6} {r['ffn']:>6} {r['heads']:>5} {r['head_dim']:>8} "
+            f"{r['vocab']:>6} {r['n_params_non_embedding']:>14,} {r['n_params_with_embeddings']:>14,}"
         )
     print(f"\nThe laws use N = {N_FOR_LAWS.replace('_', '-')} parameters.")
     return 0

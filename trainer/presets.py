@@ -1,14 +1,19 @@
-"""Model presets: MuPT Table 1 and tiny CPU models, and the one place that says which N the laws use.
+"""Model presets: the shapes of the models MuPT released, tiny CPU models, and which N the laws use.
 
-MuPT Table 1 lists, per size, hidden size, layers, FFN size, heads and a head
-size of 256 — but 12 heads × 256 ≠ 768 and so on: its head size and head count
-do not agree with its hidden sizes. We keep hidden size, layers and head count
-and take head size = hidden / heads (64 everywhere), as LLaMA does, so the
-attention projections stay square. With the listed FFN sizes (4 × hidden) only
-190M reaches its name (MuPT's 50,000-token vocabulary, untied embeddings); for
-the other sizes we choose the SwiGLU hidden size (a multiple of 256) that makes
-the total parameter count match the name, so that the presets are the models
-the paper's scaling study names.
+The five MuPT presets are the LLaMA-style decoders MuPT released (m-a-p on
+Hugging Face): hidden size h, SwiGLU inner size 4·h, head size 64 (so h / 64
+heads), 12 / 24 / 36 / 48 / 60 layers for 190M / 505M / 1.07B / 1.97B / 4.23B,
+a 50,000-token vocabulary and untied input and output embeddings. Counted with
+embeddings (``count_params(..., include_embeddings=True)``) they have
+190,065,408 / 505,103,360 / 1,071,811,840 / 1,965,688,320 / 4,231,579,648
+parameters: each reaches its name.
+
+Why not MuPT Table 1's layer column: Table 1 is internally inconsistent. It
+gives every size a head size of 256, yet its head count × 256 is not its hidden
+size (12 × 256 ≠ 768, and so on for every row); and with its layer counts
+(12 / 16 / 20 / 24 / 32) and FFN = 4·hidden only 190M reaches its name (the
+others come to 371M, 652M, 1.06B and 2.35B with embeddings). The checkpoints
+MuPT released have the named sizes, so their shapes are the ones used here.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ from dataclasses import dataclass
 from trainer.config import ModelConfig, count_params, flops_per_token
 
 MUPT_VOCAB = 50_000
+MUPT_CONTEXT = 8192
+MUPT_HEAD_DIM = 64
+MUPT_FFN_MULTIPLE = 4  # SwiGLU inner size = 4 × hidden, as in the released configs
 # The parameter count the scaling laws use as N: non-embedding parameters
 # (Kaplan et al. 2020; the OLMo ladder data is non-embedding too). Every run
 # records both counts and this choice.
 N_FOR_LAWS = "non_embedding"
+
+_RELEASED = "MuPT released checkpoints (m-a-p on Hugging Face)"
 
 
 @dataclass(frozen=True)
@@ -47,24 +57,38 @@ class Preset:
         )
 
     def describe(self, vocab_size: int | None = None) -> dict[str, object]:
+        """The preset's shape and counts (untied embeddings), as ``smslab presets --json`` prints them."""
         cfg = self.config(vocab_size or self.reference_vocab)
         return {
             "name": self.name,
-            "n_params": count_params(cfg, include_embeddings=False),
-            "n_params_with_embeddings": count_params(cfg, include_embeddings=True),
-            "d_model": self.d_model,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "d_ff": self.d_ff,
+            "hidden": self.d_model,
+            "layers": self.n_layers,
+            "ffn": self.d_ff,
+            "heads": self.n_heads,
             "head_dim": cfg.head_dim,
+            "vocab": cfg.vocab_size,
+            "n_params_non_embedding": count_params(cfg, include_embeddings=False),
+            "n_params_with_embeddings": count_params(cfg, include_embeddings=True),
             "max_seq_len": self.max_seq_len,
-            "vocab_size": cfg.vocab_size,
             "flops_per_token": flops_per_token(cfg, self.max_seq_len),
             "source": self.source,
         }
 
 
-_TABLE1 = "MuPT Table 1"
+def released_mupt(name: str, hidden: int, layers: int) -> Preset:
+    """A MuPT size from its hidden size and layer count; the released models derive the rest the same way."""
+    return Preset(
+        name=name,
+        d_model=hidden,
+        n_layers=layers,
+        n_heads=hidden // MUPT_HEAD_DIM,
+        d_ff=MUPT_FFN_MULTIPLE * hidden,
+        max_seq_len=MUPT_CONTEXT,
+        reference_vocab=MUPT_VOCAB,
+        source=_RELEASED,
+    )
+
+
 _TINY = "tiny CPU preset (non-embedding N in the name)"
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -75,11 +99,11 @@ PRESETS: dict[str, Preset] = {
         Preset("tiny-3m", 192, 7, 6, 512, 1024, 4096, _TINY),
         Preset("tiny-10m", 320, 8, 5, 864, 1024, 4096, _TINY),
         Preset("tiny-20m", 384, 11, 6, 1024, 1024, 4096, _TINY),
-        Preset("190m", 768, 12, 12, 3072, 8192, MUPT_VOCAB, _TABLE1),
-        Preset("505m", 1024, 16, 16, 6912, 8192, MUPT_VOCAB, _TABLE1),
-        Preset("1.07b", 1280, 20, 20, 10496, 8192, MUPT_VOCAB, _TABLE1),
-        Preset("1.97b", 1536, 24, 24, 14336, 8192, MUPT_VOCAB, _TABLE1),
-        Preset("4.23b", 2048, 32, 32, 17664, 8192, MUPT_VOCAB, _TABLE1),
+        released_mupt("190m", hidden=768, layers=12),
+        released_mupt("505m", hidden=1024, layers=24),
+        released_mupt("1.07b", hidden=1280, layers=36),
+        released_mupt("1.97b", hidden=1536, layers=48),
+        released_mupt("4.23b", hidden=2048, layers=60),
     )
 }
 
