@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from lawfit.laws.base import get_law
-from lawfit.multistart import FitOptions, minimize_from
+from lawfit.multistart import FitOptions
 from lawfit.points import LossPoints
+from lawfit.refit import refit_rows
 from lawfit.result import Bootstrap, FitResult
 from lawfit.scoring import split_by_size
 
@@ -45,7 +46,11 @@ def bootstrap_fit(
     level: float = 0.95,
     seed: int = 0,
 ) -> Bootstrap:
-    """Refit ``fit``'s law on ``n_draws`` resamples of the runs of its training points."""
+    """Refit ``fit``'s law, by its own procedure, on ``n_draws`` resamples of the runs of its training points.
+
+    Only draws that reached an optimum are kept: one stopped by the iteration limit is not an estimate, and
+    would widen (or narrow) the percentile intervals at random. ``Bootstrap.requested`` says how many were drawn.
+    """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     opts = options or FitOptions(delta=fit.delta, train_max_n=fit.train_max_n)
@@ -56,12 +61,10 @@ def bootstrap_fit(
     free = [n for n in law.param_names if n not in fixed]
     if not free:
         draws = tuple(dict(fit.params) for _ in range(n_draws))
-        return Bootstrap(draws, level, seed, n_draws, _intervals(draws, law.param_names, level))
-    starts = {n: np.full(n_draws, fit.params[n]) for n in free}
-    run = minimize_from(law, train, starts, fixed, opts, weights=weights, rows=np.arange(n_draws))
-    raw = run.coords.to_raw(run.batch.x)
-    draws = tuple({k: float(raw[k][i]) for k in law.param_names} for i in range(n_draws))
-    return Bootstrap(draws, level, seed, int(np.sum(run.batch.converged)), _intervals(draws, law.param_names, level))
+        return Bootstrap(draws, level, seed, n_draws, _intervals(draws, law.param_names, level), n_draws)
+    refits = refit_rows(law, fit.procedure, fit.params, train, weights, fixed, opts)
+    kept = tuple(p for p, ok in zip(refits.params, refits.usable, strict=True) if ok)
+    return Bootstrap(kept, level, seed, len(kept), _intervals(kept, law.param_names, level), n_draws)
 
 
 def _intervals(draws: Sequence[Mapping[str, float]], names: Sequence[str], level: float) -> dict[str, tuple[float, float]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lawfit.errors import LawfitInputError
-from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES  # numpy-free, so --help stays instant
+from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES, N_CONVENTIONS  # numpy-free, so --help stays instant
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,9 +31,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     fit.add_argument("points", help="CSV or Parquet table of loss points")
     which = fit.add_mutually_exclusive_group(required=True)
     which.add_argument("--law", choices=LAW_NAMES, help="the law to fit")
-    which.add_argument("--compare", action="store_true", help="fit all five laws and print MuPT Table 3")
+    which.add_argument("--law-file", metavar="LAW.py",
+                       help="fit a law of your own: a Python file with NAME, EXPRESSION (in N, D, U_D, Dpp) and PARAMS "
+                            "(lmfit Parameters: bounds, vary=False, expr ties); see docs/examples/my_law.py")
+    which.add_argument("--compare", action="store_true",
+                       help="fit every law (staged and joint where a law has both) and print MuPT Table 3")
+    fit.add_argument("--procedure", choices=("best", "staged", "joint"), default="best",
+                     help="for a law with a base (sms, data_constrained): 'staged' is the paper's procedure (base law "
+                          "first, then the rest with it held), 'joint' fits all at once, 'best' (default) keeps the "
+                          "lower objective; --compare reports both")
+    fit.add_argument("--n-convention", choices=N_CONVENTIONS, default=None,
+                     help="what N counts in the table, when it has no n_convention column: non_embedding (Kaplan; "
+                          "smslab's campaigns) or with_embeddings (MuPT's sizes); recorded in every fit")
     fit.add_argument("--train-max-n", type=float, default=None, metavar="N",
-                     help="train on N <= this, hold out larger models (--compare default: hold out the largest size)")
+                     help="train on N <= this, hold out larger models (--compare default: hold out the two largest "
+                          "sizes, one with 3-4 sizes, none with fewer, as MuPT Table 3)")
     fit.add_argument("--columns", default=None, metavar="MAP", help="map names, e.g. N=params_N,D=tokens_D,U_D=unique_tokens_U,loss=val_loss")
     fit.add_argument("--fix", default=None, metavar="NAME=VALUE,...", help="hold parameters fixed (raw units); all fixed: only score")
     fit.add_argument("--delta", type=float, default=1e-3, help="Huber delta on log loss (default 1e-3, as MuPT)")
@@ -56,6 +68,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     source = plan.add_mutually_exclusive_group(required=True)
     source.add_argument("--fit", dest="fit_file", metavar="FIT.json", help="a fit written by smslab fit --out")
     source.add_argument("--preset", choices=("hoffmann", "datablations"), help="a published fit")
+    plan.add_argument("--law-file", metavar="LAW.py", help="the law file of a fit of a user law (fit --law-file)")
     budget = plan.add_mutually_exclusive_group()
     budget.add_argument("--flops", type=float, default=None,
                         help="compute budget C in FLOPs, with C = 6·N·D (the default convention)")
@@ -92,7 +105,7 @@ def parse_fix(text: str | None) -> dict[str, float]:
 def run_fit(args: argparse.Namespace) -> int:
     from lawfit.bootstrap import bootstrap_fit
     from lawfit.errors import LawfitInputError
-    from lawfit.fit import FitOptions, GridCache, fit_law
+    from lawfit.fit import FitOptions, GridCache, fit_law, fit_procedures
     from lawfit.points import parse_column_map, read_points
     from lawfit.scoring import default_train_max_n
 
@@ -104,9 +117,15 @@ def run_fit(args: argparse.Namespace) -> int:
         raise LawfitInputError(f"--delta must be a positive number, got {args.delta}")
     if args.out:
         check_output(Path(args.out), folder=args.compare)
-    points = read_points(args.points, parse_column_map(args.columns))
+    points = read_points(args.points, parse_column_map(args.columns), args.n_convention)
     fixed = parse_fix(args.fix)
-    laws = list(LAW_NAMES) if args.compare else [args.law]
+    loaded = None
+    if args.law_file:
+        from lawfit.user_law import load_law_file
+
+        loaded = load_law_file(args.law_file)
+        fixed = {**loaded.fixed, **fixed}
+    laws = list(LAW_NAMES) if args.compare else [loaded.law.name if loaded else args.law]
     train_max_n = args.train_max_n
     if args.compare and train_max_n is None:
         train_max_n = default_train_max_n(points)
@@ -125,24 +144,37 @@ def run_fit(args: argparse.Namespace) -> int:
             fixed=law_fixed,
             train_max_n=train_max_n,
             leave_one_size_out=args.compare or args.leave_one_size_out,
+            procedure=args.procedure,
         )
         if not args.json:
             print(f"fitting {name} ...", file=sys.stderr, flush=True)
-        result = fit_law(points, name, options, cache)
-        if args.bootstrap:
-            result = result.with_bootstrap(bootstrap_fit(result, points, args.bootstrap, options, args.level, args.seed))
-        results.append(result)
+        fitted = fit_procedures(points, name, options, cache) if args.compare else (fit_law(points, name, options, cache),)
+        for result in fitted:
+            if not args.compare:
+                from lawfit.uncertainty import fit_standard_errors
+
+                result = result.with_standard_errors(fit_standard_errors(result, points))
+            if args.bootstrap:
+                result = result.with_bootstrap(
+                    bootstrap_fit(result, points, args.bootstrap, options, args.level, args.seed))
+            results.append(result)
     if args.out:
         out = Path(args.out)
         if args.compare:
             for r in results:
-                r.write(out / f"{r.law}.json")
+                r.write(out / comparison_file_name(r.law, r.procedure))
         else:
             results[0].write(out)
     if args.json:
-        payload: Any = results[0].to_dict() if not args.compare else {
+        from lawfit.result import best_fit
+
+        planning = best_fit(results) if args.compare else None
+        payload: Any = results[0].to_dict() if not args.compare or planning is None else {
             "train_max_n": train_max_n,
+            "n_convention": points.n_convention,
             "laws": [r.to_dict() for r in results],
+            # chosen as campaigns choose: the lowest mean leave-one-size-out Huber
+            "planning_law": {"law": planning.law, "procedure": planning.procedure},
         }
         print(json.dumps(payload, indent=2, allow_nan=False))
     elif args.compare:
@@ -153,6 +185,9 @@ def run_fit(args: argparse.Namespace) -> int:
         from lawfit.report import fit_report
 
         print(fit_report(results[0]))
+        if loaded is not None and loaded.tied:
+            tied = loaded.tied_values(results[0].params)
+            print("tied: " + ", ".join(f"{n} = {loaded.tied[n]} = {tied[n]:.6g}" for n in loaded.tied))
     return 0
 
 
@@ -162,11 +197,16 @@ def run_plan(args: argparse.Namespace) -> int:
     from lawfit.presets import preset_fit
     from lawfit.result import FitResult
 
+    if args.law_file:
+        from lawfit.user_law import load_law_file
+
+        load_law_file(args.law_file)
     fit = FitResult.read(args.fit_file) if args.fit_file else preset_fit(args.preset)
     if args.n_params is not None:
         if args.unique_tokens is None:
             raise LawfitInputError("--n-params needs --unique-tokens: the best epoch count depends on U_D")
         plan = plan_tokens(fit, args.n_params, args.unique_tokens, args.max_epochs)
+        say_warnings(plan.warnings)
         if args.json:
             print(json.dumps(plan.to_dict(), indent=2))
         else:
@@ -180,6 +220,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if flops is None:
         raise LawfitInputError("plan needs --flops C or --nd N·D (or --n-params N with --unique-tokens U)")
     plan_c = plan_compute_optimal(fit, flops, args.unique_tokens)
+    say_warnings(plan_c.warnings)
     if args.json:
         print(json.dumps(plan_c.to_dict(), indent=2))
     else:
@@ -187,6 +228,18 @@ def run_plan(args: argparse.Namespace) -> int:
 
         print(plan_report(fit, plan_c))
     return 0
+
+
+def say_warnings(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def comparison_file_name(law: str, procedure: str) -> str:
+    """``LAW.json`` for a law fitted one way, ``LAW.PROCEDURE.json`` for each procedure of a law with a base."""
+    from lawfit.laws import get_law
+
+    return f"{law}.{procedure}.json" if get_law(law).base else f"{law}.json"
 
 
 def check_output(path: Path, folder: bool = False) -> None:

@@ -2,10 +2,14 @@
 
 Objective: Σ Huber_delta(log L̂ − log L) (MuPT Eq. 16), minimised by L-BFGS from
 a grid of initialisations, keeping the best. Laws with a ``base`` (SMS: Eq. 4
-first; data-constrained: Chinchilla first) are also fitted in stages — base law,
-then the remaining parameters on top of it (MuPT Appendix A.3.2) — and jointly;
-both are reported and the lower objective is used. A law's ``guess`` adds a
-start to the second stage, from the base fit's residuals (lmfit's ``guess()``).
+first; data-constrained: Chinchilla first) are fitted in stages — base law,
+then the remaining parameters on top of it (MuPT Appendix A.3.2; the
+procedure of Muennighoff et al.) — and jointly. The staged fit is the paper's;
+the joint one, seeded by it, can only be lower on train. ``fit_procedures``
+returns both as separate results (what ``fit --compare`` reports);
+``fit_law`` returns the one ``FitOptions.procedure`` names. A law's ``guess``
+adds a start to the second stage, from the base fit's residuals (lmfit's
+``guess()``).
 
 The multi-start runs themselves, and the ``GridCache`` that a comparison
 passes to ``fit_law`` for each of its laws, are in ``lawfit.multistart``.
@@ -22,7 +26,8 @@ from lawfit.laws.base import Law, get_law
 from lawfit.multistart import FitOptions, GridCache, MultiStart, grid_run, grid_starts, minimize_from, starts_report
 from lawfit.objective import Coordinates, Objective
 from lawfit.points import LossPoints
-from lawfit.result import Alternative, FitResult
+from lawfit.refit import base_points_mask, refit_rows
+from lawfit.result import Alternative, FitResult, StartsReport
 from lawfit.scoring import Metrics, metrics_from_predictions, score, split_by_size
 
 # Above this many grid starts a law's joint fit starts from the best distinct
@@ -42,30 +47,50 @@ def check_fixed(law: Law, fixed: Mapping[str, float]) -> None:
             raise LawfitInputError(f"--fix: {problem}")
 
 
-def _base_points(law: Law, points: LossPoints, n_free: int) -> LossPoints:
-    """The points the base law of a staged fit is fitted on (few-epoch runs for data_constrained)."""
-    if law.base_max_repeats is None or not points.has_unique_tokens:
-        return points
-    few = points.D / points.U_D <= law.base_max_repeats
-    return points.subset(few) if int(np.sum(few)) > n_free else points
+PROCEDURES = ("best", "staged", "joint")
 
 
 def fit_law(
     points: LossPoints, law_name: str, options: FitOptions | None = None, cache: GridCache | None = None
 ) -> FitResult:
-    """Fit ``law_name`` to ``points`` (train split by ``options.train_max_n``) and score it.
+    """Fit ``law_name`` to ``points`` (train split by ``options.train_max_n``) by ``options.procedure`` and score it.
 
-    ``cache`` keeps the full-grid fits for the next call (another law of the same
-    comparison); without one, they are made for this call alone.
+    ``"staged"`` is the paper's procedure for a law with a base (MuPT Appendix A.3.2 for SMS; Muennighoff
+    et al. for the data-constrained law), ``"joint"`` fits every parameter at once (seeded by the staged
+    optimum), ``"best"`` keeps the lower objective of the two. ``cache`` keeps the full-grid fits for the
+    next call (another law of the same comparison); without one, they are made for this call alone.
     """
     opts = options or FitOptions()
+    if opts.procedure not in PROCEDURES:
+        raise LawfitInputError(f"procedure {opts.procedure!r}: choose one of {', '.join(PROCEDURES)}")
     law = get_law(law_name)
+    if opts.procedure == "staged" and law.base is None:
+        raise LawfitInputError(f"law {law.name!r} has no staged procedure (it has no base law); fit it jointly")
+    wanted = ("staged", "joint") if opts.procedure == "best" else (opts.procedure,)
+    fits = _fit(points, law, opts, cache, wanted)
+    return min(fits, key=lambda f: f.objective)
+
+
+def fit_procedures(
+    points: LossPoints, law_name: str, options: FitOptions | None = None, cache: GridCache | None = None
+) -> tuple[FitResult, ...]:
+    """Every procedure of ``law_name`` as its own scored fit: (staged, joint) for a law with a base, else (joint,).
+
+    What ``fit --compare`` reports, so that the paper's staged fits appear as themselves beside the joint ones.
+    """
+    opts = options or FitOptions()
+    return _fit(points, get_law(law_name), opts, cache, ("staged", "joint"))
+
+
+def _fit(
+    points: LossPoints, law: Law, opts: FitOptions, cache: GridCache | None, wanted: tuple[str, ...]
+) -> tuple[FitResult, ...]:
     check_fixed(law, opts.fixed)
     if law.uses_unique_tokens and not points.has_unique_tokens:
         raise LawfitInputError(f"{points.source}: law {law.name!r} needs the unique-token column U_D, which is missing")
     train, test = split_by_size(points, opts.train_max_n)
     free = [n for n in law.param_names if n not in opts.fixed]
-    if len(train.sizes) < 2 and {"A", "alpha"} & set(free):
+    if len(train.sizes) < 2 and law.standard_names and {"A", "alpha"} & set(free):
         # With one N the size term A/N^alpha is a constant: any alpha fits (the starts scatter A over 1e24).
         raise LawfitInputError(
             f"{points.source}: every training point has the same model size (N = {train.sizes[0]:g}); the size term "
@@ -76,66 +101,81 @@ def fit_law(
             f"{points.source}: {len(train)} training point(s) for {len(free)} free parameter(s) of {law.name!r}; "
             "a fit needs at least as many points as free parameters"
         )
-
-    alternatives: dict[str, Alternative] = {}
     if not free:
         params = {k: float(v) for k, v in opts.fixed.items()}
-        objective = _objective_at(law, params, train, opts.delta)
-        procedure, report = "scored", None
+        optima = {"scored": (params, _objective_at(law, params, train, opts.delta), None)}
     else:
-        grid = {**law.default_grid, **(opts.grid or {})}
-        runs: list[MultiStart] = []
-        extra_starts: list[dict[str, float]] = []
-        seeds: list[dict[str, float]] = []
-        if law.base:
-            staged, base_run = _fit_staged(law, train, opts, cache)
-            runs.append(staged)
-            alternatives["staged"] = Alternative(staged.objective, staged.params)
-            extra_starts.append(staged.params)
-            seeds = base_run.distinct_optima(SEED_OPTIMA)
-        n_grid = int(np.prod([len(grid[n]) for n in free]))
-        fixed = {k: float(v) for k, v in opts.fixed.items()}
-        if not law.base:
-            joint = grid_run(law, train, fixed, grid, opts, cache)
-        else:
-            if n_grid > MAX_JOINT_GRID_STARTS:
-                starts = _seeded_starts(law, free, grid, seeds, float(np.max(train.D)))
-            else:
-                starts = grid_starts(law, free, grid, float(np.max(train.D)))
-            for extra in extra_starts:
-                starts = {n: np.append(starts[n], extra[n]) for n in free}
-            joint = minimize_from(law, train, starts, fixed, opts)
-        runs.append(joint)
-        if law.base:
-            alternatives["joint"] = Alternative(joint.objective, joint.params)
-        chosen = min(runs, key=lambda r: r.objective)
-        params, objective = chosen.params, chosen.objective
-        procedure = "joint" if chosen is joint else "staged"
-        report = starts_report([joint], law)
+        optima = _optimise(law, train, opts, cache, wanted)
+    alternatives = {k: Alternative(objective, params) for k, (params, objective, _) in optima.items()}
+    if len(alternatives) < 2:
+        alternatives = {}
+    results = []
+    for procedure, (params, objective, report) in optima.items():
+        metrics: dict[str, Metrics | None] = {
+            "train": score(law, params, train, opts.delta),
+            "test": score(law, params, test, opts.delta) if test is not None else None,
+        }
+        loso = leave_one_size_out(law, procedure, params, train, opts) if opts.leave_one_size_out and free else None
+        results.append(FitResult(
+            law=law.name,
+            params={k: params[k] for k in law.param_names},
+            units={p.name: p.unit for p in law.params},
+            fixed=tuple(sorted(opts.fixed)),
+            objective=objective,
+            n_points=len(train),
+            n_runs=train.n_runs,
+            points_hash=train.content_hash(),
+            delta=opts.delta,
+            train_max_n=opts.train_max_n,
+            metrics=metrics,
+            leave_one_size_out=loso,
+            starts=report,
+            procedure=procedure,
+            alternatives=alternatives,
+            source=points.source,
+            n_convention=points.n_convention,
+            fitted_ranges=fitted_ranges(train),
+        ))
+    return tuple(results)
 
-    metrics: dict[str, Metrics | None] = {
-        "train": score(law, params, train, opts.delta),
-        "test": score(law, params, test, opts.delta) if test is not None else None,
-    }
-    loso = leave_one_size_out(law, params, train, opts) if opts.leave_one_size_out and free else None
-    return FitResult(
-        law=law.name,
-        params={k: params[k] for k in law.param_names},
-        units={p.name: p.unit for p in law.params},
-        fixed=tuple(sorted(opts.fixed)),
-        objective=objective,
-        n_points=len(train),
-        n_runs=train.n_runs,
-        points_hash=train.content_hash(),
-        delta=opts.delta,
-        train_max_n=opts.train_max_n,
-        metrics=metrics,
-        leave_one_size_out=loso,
-        starts=report,
-        procedure=procedure,
-        alternatives=alternatives,
-        source=points.source,
-    )
+
+def fitted_ranges(points: LossPoints) -> dict[str, tuple[float, float]]:
+    """Where the law is measured: the points' range of N, D and (with U_D) epochs."""
+    ranges = {"N": (float(np.min(points.N)), float(np.max(points.N))),
+              "D": (float(np.min(points.D)), float(np.max(points.D)))}
+    if points.has_unique_tokens:
+        epochs = points.D / points.U_D
+        ranges["epochs"] = (float(np.min(epochs)), float(np.max(epochs)))
+    return ranges
+
+
+Optimum = tuple[dict[str, float], float, StartsReport | None]
+
+
+def _optimise(
+    law: Law, train: LossPoints, opts: FitOptions, cache: GridCache | None, wanted: tuple[str, ...]
+) -> dict[str, Optimum]:
+    """The optimum of each wanted procedure ("staged" only for a law with a base; "joint" always possible)."""
+    free = [n for n in law.param_names if n not in opts.fixed]
+    fixed = {k: float(v) for k, v in opts.fixed.items()}
+    grid = {**law.default_grid, **(opts.grid or {})}
+    if not law.base:
+        joint = grid_run(law, train, fixed, grid, opts, cache)
+        return {"joint": (joint.params, joint.objective, starts_report([joint], law))}
+    staged, base_run = _fit_staged(law, train, opts, cache)
+    out: dict[str, Optimum] = {}
+    if "staged" in wanted:
+        out["staged"] = (staged.params, staged.objective, starts_report([staged], law))
+    if "joint" in wanted:
+        if int(np.prod([len(grid[n]) for n in free])) > MAX_JOINT_GRID_STARTS:
+            starts = _seeded_starts(law, free, grid, base_run.distinct_optima(SEED_OPTIMA), float(np.max(train.D)))
+        else:
+            starts = grid_starts(law, free, grid, float(np.max(train.D)))
+        # The staged optimum is one more start: the joint fit is never worse than it on train.
+        starts = {n: np.append(starts[n], staged.params[n]) for n in free}
+        joint = minimize_from(law, train, starts, fixed, opts)
+        out["joint"] = (joint.params, joint.objective, starts_report([joint], law))
+    return out
 
 
 def _objective_at(law: Law, params: Mapping[str, float], points: LossPoints, delta: float) -> float:
@@ -152,7 +192,7 @@ def _fit_staged(
     base_law = get_law(law.base)
     base_fixed = {k: v for k, v in opts.fixed.items() if k in base_law.param_names}
     base_free = [n for n in base_law.param_names if n not in base_fixed]
-    base_train = _base_points(law, train, len(base_free))
+    base_train = train.subset(base_points_mask(law, train, len(base_free)))
     base_grid = {**base_law.default_grid, **{k: v for k, v in (opts.grid or {}).items() if k in base_law.param_names}}
     base_run = grid_run(base_law, base_train, base_fixed, base_grid, opts, cache)
 
@@ -191,11 +231,12 @@ def _seeded_starts(
     return {n: np.asarray(v) for n, v in columns.items()}
 
 
-def leave_one_size_out(law: Law, params: Mapping[str, float], train: LossPoints, opts: FitOptions) -> Metrics | None:
-    """Refit without each model size in turn and score the pooled held-out predictions.
+def leave_one_size_out(
+    law: Law, procedure: str, params: Mapping[str, float], train: LossPoints, opts: FitOptions
+) -> Metrics | None:
+    """Refit without each model size in turn, by the fit's own procedure, and score the pooled held-out predictions.
 
-    Every fold starts from the full fit's optimum (a warm start; the folds run
-    as one batch, each with its own weights). None with fewer than 3 sizes.
+    Every fold starts from the full fit's optimum (a warm start). None with fewer than 3 sizes.
     """
     sizes = train.sizes
     if sizes.shape[0] < 3:
@@ -204,15 +245,11 @@ def leave_one_size_out(law: Law, params: Mapping[str, float], train: LossPoints,
     weights = np.stack([np.where(train.N == size, 0.0, train.weight) for size in sizes])
     if np.any(np.sum(weights > 0, axis=1) < len(free)):
         return None
-    starts = {n: np.full(sizes.shape[0], params[n]) for n in free}
     fixed = {k: float(v) for k, v in opts.fixed.items()}
-    run = minimize_from(law, train, starts, fixed, opts, weights=weights, rows=np.arange(sizes.shape[0]))
-    fold_params = run.coords.to_raw(run.batch.x)
+    folds = refit_rows(law, procedure, params, train, weights, fixed, opts)
     predicted = np.empty(len(train))
     x = train.covariates()
-    for i, size in enumerate(sizes):
+    for size, fold_params in zip(sizes, folds.params, strict=True):
         mask = train.N == size
-        p_i = {k: float(v[i]) for k, v in fold_params.items()}
-        predicted[mask] = law.predict(p_i, x.N[mask], x.D[mask], x.U_D[mask])
+        predicted[mask] = law.predict(fold_params, x.N[mask], x.D[mask], x.U_D[mask])
     return metrics_from_predictions(train.loss, predicted, opts.delta)
-

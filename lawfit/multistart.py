@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,6 +41,8 @@ class FitOptions:
     lbfgs: LbfgsOptions = field(default_factory=LbfgsOptions)
     train_max_n: float | None = None
     leave_one_size_out: bool = False
+    # "staged" (the paper's procedure for a law with a base), "joint", or "best": the lower objective of the two.
+    procedure: str = "best"
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,10 @@ def minimize_from(
     if rows is None:
         batch = minimize_batched(objective.value_and_grad, theta0, lower, upper, options.lbfgs)
     else:
-        batch = minimize_batched(
-            lambda t, r: objective.value_and_grad(t, rows[r]), theta0, lower, upper, options.lbfgs
-        )
+        # Rows are different problems (their own weights): one row's objective says nothing about whether
+        # another can still win, so no start is abandoned by comparison with the best.
+        lbfgs = replace(options.lbfgs, abandon_after_iter=None)
+        batch = minimize_batched(lambda t, r: objective.value_and_grad(t, rows[r]), theta0, lower, upper, lbfgs)
     best = int(np.argmin(batch.f))
     raw = coords.to_raw(batch.x[best : best + 1])
     return MultiStart(coords, batch, {k: float(v[0]) for k, v in raw.items()}, float(batch.f[best]))

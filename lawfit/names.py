@@ -19,3 +19,9 @@ FLOPS_PER_PARAM_TOKEN: float = 6.0
 # How many parameters each law fits (A, B, E, alpha, beta; + R_D*, R_N*; + k; + d; + k_d, k_n, k_u, k_in):
 # a fit needs at least as many points. The registry checks these against the laws' own parameters.
 LAW_PARAMETER_COUNTS: dict[str, int] = {"chinchilla": 5, "data_constrained": 7, "dprime": 6, "nd": 7, "sms": 11}
+
+# What N counts in a loss-point table and in every fit made from it: parameters without the embedding
+# matrices (Kaplan et al. 2020; the OLMo ladder's N) or with them (MuPT's model names and N: the 190M model's
+# embeddings are 40 % of it). Fitted alpha and N* are comparable only within one convention.
+N_CONVENTIONS: tuple[str, ...] = ("non_embedding", "with_embeddings")
+N_UNSTATED = "unstated"

@@ -80,6 +80,8 @@ class Coordinates:
 
     def _shifts(self) -> list[tuple[int, int, float]]:
         """(target column, partner column, sign·c) for the centring shifts that apply."""
+        if not self.law.standard_names:
+            return []
         index = {name: j for j, name in enumerate(self.free)}
         return [
             (index[target], index[partner], sign * self.centers[covariate])

@@ -13,6 +13,7 @@ from scipy.optimize import minimize_scalar
 
 from lawfit.bootstrap import percentile_interval
 from lawfit.errors import LawfitInputError
+from lawfit.extrapolation import frontier_warning, range_warnings, unique_tokens_warning
 from lawfit.laws.base import Covariates, Law, get_law
 from lawfit.names import FLOPS_PER_PARAM_TOKEN  # C ≈ 6·N·D
 from lawfit.result import FitResult
@@ -34,9 +35,12 @@ class ComputeOptimalPlan:
     interval: Mapping[str, tuple[float, float]] | None  # n_opt, d_opt, epochs, loss
     level: float | None
     closed_form: Mapping[str, float] | None  # Chinchilla's MuPT Eq. 10, for the chinchilla law
+    warnings: tuple[str, ...] = ()  # extrapolation beyond the fitted ranges, a rising frontier (lawfit.extrapolation)
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "convention": "C = 6·N·D",
+            "nd": self.flops / FLOPS_PER_PARAM_TOKEN,
             "flops": self.flops,
             "unique_tokens": self.unique_tokens,
             "n_opt": self.n_opt,
@@ -47,6 +51,7 @@ class ComputeOptimalPlan:
             "interval": None if self.interval is None else {k: list(v) for k, v in self.interval.items()},
             "level": self.level,
             "closed_form": None if self.closed_form is None else dict(self.closed_form),
+            "warnings": list(self.warnings),
         }
 
 
@@ -64,9 +69,11 @@ class TokenPlan:
     losses: tuple[float, ...]
     interval: Mapping[str, tuple[float, float]] | None
     level: float | None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
+            "warnings": list(self.warnings),
             "n_params": self.n_params,
             "unique_tokens": self.unique_tokens,
             "d_best": self.d_best,
@@ -159,7 +166,21 @@ def plan_compute_optimal(fit: FitResult, flops: float, unique_tokens: float | No
         if unique_tokens is not None:
             interval["epochs"] = percentile_interval(draw_d / unique_tokens, level)
     closed = chinchilla_closed_form(fit.params, flops) if law.name == "chinchilla" else None
-    return ComputeOptimalPlan(flops, unique_tokens, n_opt, d_opt, epochs, loss, at_edge, interval, level, closed)
+    warnings = [
+        *range_warnings(fit, {"N": n_opt, "D": d_opt, "epochs": epochs}),
+        *unique_tokens_warning(fit, unique_tokens),
+        *frontier_warning(lambda c: _optimal_loss(law, fit.params, c, unique_tokens), flops),
+    ]
+    return ComputeOptimalPlan(flops, unique_tokens, n_opt, d_opt, epochs, loss, at_edge, interval, level, closed,
+                              tuple(warnings))
+
+
+def _optimal_loss(law: Law, params: Mapping[str, float], flops: float, unique_tokens: float | None) -> float:
+    """The compute-optimal loss at ``flops`` (grid argmin over log N, refined)."""
+    log_n = np.linspace(math.log(MIN_PARAMS), math.log(flops / FLOPS_PER_PARAM_TOKEN / MIN_TOKENS), GRID_POINTS)
+    grid_loss = _loss_on_n_grid(law, [params], flops, unique_tokens, log_n)[0]
+    best = int(np.argmin(np.where(np.isfinite(grid_loss), grid_loss, np.inf)))
+    return _minimise_over_n(law, params, flops, unique_tokens, log_n, best)[1]
 
 
 def optimum_per_draw(fit: FitResult, flops: float, unique_tokens: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -224,9 +245,10 @@ def plan_tokens(fit: FitResult, n_params: float, unique_tokens: float, max_epoch
             "d_best": percentile_interval(epochs_grid[idx] * unique_tokens, level),
             "loss_best": percentile_interval(curves[np.arange(idx.shape[0]), idx], level),
         }
+    warnings = range_warnings(fit, {"N": n_params, "D": epochs_best * unique_tokens, "epochs": epochs_best})
     return TokenPlan(
         n_params, unique_tokens, epochs_best * unique_tokens, epochs_best, loss_best, bool(overfits),
-        report_epochs, report_losses, interval, level,
+        report_epochs, report_losses, interval, level, tuple(warnings),
     )
 
 

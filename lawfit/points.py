@@ -8,18 +8,19 @@ bootstrap resamples runs, never single points of a curve.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from lawfit.errors import LawfitInputError
 from lawfit.laws.base import Covariates
+from lawfit.names import N_CONVENTIONS, N_UNSTATED
 
 Array = np.ndarray
 REQUIRED_COLUMNS = ("N", "D", "loss")
-OPTIONAL_COLUMNS = ("run_id", "U_D", "weight")
+OPTIONAL_COLUMNS = ("run_id", "U_D", "weight", "n_convention")
 ALL_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "weight")
 
 
@@ -34,6 +35,8 @@ class LossPoints:
     loss: Array
     weight: Array
     source: str = "<memory>"
+    # What N counts: lawfit.names.N_CONVENTIONS, or N_UNSTATED when the table does not say.
+    n_convention: str = N_UNSTATED
 
     def __len__(self) -> int:
         return int(self.N.shape[0])
@@ -64,6 +67,7 @@ class LossPoints:
             self.loss[mask],
             self.weight[mask],
             self.source,
+            self.n_convention,
         )
 
     def content_hash(self) -> str:
@@ -105,6 +109,8 @@ class LossPoints:
         if missing:
             raise LawfitInputError(f"{source}: missing column(s) {', '.join(missing)}")
         table = {name: frame[name].to_numpy() for name in ALL_COLUMNS if name in columns}  # type: ignore[index]
+        if "n_convention" in columns:
+            table["n_convention"] = frame["n_convention"].to_numpy()  # type: ignore[index]
         return _validate(table, source, row_offset=0)
 
 
@@ -125,8 +131,14 @@ def parse_column_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def read_points(path: str | Path, columns: Mapping[str, str] | None = None) -> LossPoints:
-    """Read a CSV or Parquet table of loss points, mapping column names with ``columns``."""
+def read_points(
+    path: str | Path, columns: Mapping[str, str] | None = None, n_convention: str | None = None
+) -> LossPoints:
+    """Read a CSV or Parquet table of loss points, mapping column names with ``columns``.
+
+    ``n_convention`` states what N counts when the table has no ``n_convention`` column; given for a table
+    that has one, the two must agree.
+    """
     import pandas as pd
 
     file = Path(path)
@@ -153,13 +165,23 @@ def read_points(path: str | Path, columns: Mapping[str, str] | None = None) -> L
             raise LawfitInputError(
                 f"{file}: column {column!r} (given for {name}) is missing; the table has {', '.join(map(str, frame.columns))}"
             )
+    if "n_convention" in frame.columns:
+        table["n_convention"] = frame["n_convention"].to_numpy()
     missing = [name for name in REQUIRED_COLUMNS if name not in table]
     if missing:
         hint = "; map other names with --columns, e.g. --columns N=params_N,D=tokens_D,loss=val_loss"
         raise LawfitInputError(
             f"{file}: missing column(s) {', '.join(missing)}; the table has {', '.join(map(str, frame.columns))}{hint}"
         )
-    return _validate(table, str(file), row_offset=row_offset, column_names=mapping)
+    points = _validate(table, str(file), row_offset=row_offset, column_names=mapping)
+    if n_convention is not None:
+        if n_convention not in N_CONVENTIONS:
+            raise LawfitInputError(f"--n-convention {n_convention!r}: choose one of {', '.join(N_CONVENTIONS)}")
+        if points.n_convention not in (N_UNSTATED, n_convention):
+            raise LawfitInputError(f"{file}: its n_convention column says N counts {points.n_convention} "
+                                   f"parameters, but --n-convention says {n_convention}")
+        points = replace(points, n_convention=n_convention)
+    return points
 
 
 def _validate(
@@ -214,6 +236,7 @@ def _validate(
     if not np.any(weight > 0):
         raise LawfitInputError(f"{source}: every weight is zero")
     return LossPoints(
+        n_convention=_n_convention(table, where),
         run_id=run_id,
         N=numeric["N"],
         D=numeric["D"],
@@ -222,3 +245,18 @@ def _validate(
         weight=weight,
         source=source,
     )
+
+
+def _n_convention(table: Mapping[str, object], where: Callable[[str, int], str]) -> str:
+    """The table's one ``n_convention`` value (every row the same), or N_UNSTATED without the column."""
+    if "n_convention" not in table:
+        return N_UNSTATED
+    values = [str(v).strip() for v in np.asarray(table["n_convention"], dtype=object).reshape(-1)]
+    for i, value in enumerate(values):
+        if value not in N_CONVENTIONS:
+            raise LawfitInputError(f"{where('n_convention', i)}: {value!r} is not one of "
+                                   f"{', '.join(N_CONVENTIONS)}")
+        if value != values[0]:
+            raise LawfitInputError(f"{where('n_convention', i)}: {value!r} differs from row 1's {values[0]!r}; "
+                                   "one table counts N one way (fit each convention on its own)")
+    return values[0]

@@ -6,6 +6,7 @@ import math
 
 from lawfit.errors import LawfitInputError
 from lawfit.laws.base import get_law
+from lawfit.names import N_UNSTATED
 from lawfit.result import FitResult
 
 # Hoffmann et al. (2022), approach 3, as published.
@@ -32,8 +33,13 @@ def preset_fit(name: str) -> FitResult:
     """A published fit as a FitResult (no data, no metrics) that ``plan`` can use."""
     if name not in PRESETS:
         raise LawfitInputError(f"unknown preset {name!r}; presets are {', '.join(sorted(PRESETS))}")
+    from lawfit.fit import fitted_ranges
+    from lawfit.reference_data import chinchilla_replication_points, datablations_points
+
     law_name, params, citation = PRESETS[name]
     law = get_law(law_name)
+    # Where each published law was measured, from the bundled copies of its data: plans beyond it are flagged.
+    measured = chinchilla_replication_points() if name == "hoffmann" else datablations_points("all")
     return FitResult(
         law=law_name,
         params=dict(params),
@@ -49,4 +55,8 @@ def preset_fit(name: str) -> FitResult:
         starts=None,
         procedure="preset",
         source=f"preset:{name} ({citation})",
+        # Hoffmann et al. count the embeddings in N (Pearce & Song 2024 trace the Kaplan–Chinchilla gap to
+        # this); the datablations release does not say which count its N is.
+        n_convention="with_embeddings" if name == "hoffmann" else N_UNSTATED,
+        fitted_ranges=fitted_ranges(measured),
     )

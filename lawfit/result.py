@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lawfit.errors import LawfitInputError
+from lawfit.names import N_CONVENTIONS, N_UNSTATED
 from lawfit.scoring import Metrics
 
 FORMAT = "smslab.fit/1"
@@ -40,13 +41,40 @@ class Alternative:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Refits on resampled runs: one parameter set per draw, and their percentile intervals."""
+    """Refits on resampled runs: one parameter set per draw that reached an optimum, and their percentile
+    intervals; ``requested`` draws were made, ``converged`` of them kept."""
 
     draws: tuple[Mapping[str, float], ...]
     level: float
     seed: int
     converged: int
     intervals: Mapping[str, tuple[float, float]]
+    requested: int = 0
+
+
+@dataclass(frozen=True)
+class ParameterErrors:
+    """Standard errors (raw units), correlations and covariance of the free parameters, from the Hessian of
+    the objective at the optimum (``lawfit.uncertainty`` computes them and says how in ``note``)."""
+
+    stderr: Mapping[str, float]  # NaN where not identifiable
+    correlation: Mapping[str, Mapping[str, float]]  # correlation[a][b], 1 on the diagonal
+    covariance: Mapping[str, Mapping[str, float]]
+    form: str
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"form": self.form, "note": self.note, "stderr": dict(self.stderr),
+                "correlation": {k: dict(v) for k, v in self.correlation.items()},
+                "covariance": {k: dict(v) for k, v in self.covariance.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ParameterErrors:
+        def nested(m: Mapping[str, Any]) -> dict[str, dict[str, float]]:
+            return {a: {b: _num(v) for b, v in row.items()} for a, row in m.items()}
+
+        return cls({k: _num(v) for k, v in data["stderr"].items()}, nested(data["correlation"]),
+                   nested(data["covariance"]), str(data["form"]), str(data["note"]))
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,14 @@ class FitResult:
     leave_one_size_out: Metrics | None = None
     bootstrap: Bootstrap | None = None
     source: str = ""
+    # What N counts in the points the fit was made on (lawfit.names.N_CONVENTIONS, or "unstated").
+    n_convention: str = N_UNSTATED
+    # The training points' range of N, D and (with U_D) epochs D/U_D: where the law was measured.
+    fitted_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    standard_errors: ParameterErrors | None = None
+
+    def with_standard_errors(self, errors: ParameterErrors) -> FitResult:
+        return replace(self, standard_errors=errors)
 
     def with_bootstrap(self, bootstrap: Bootstrap) -> FitResult:
         return replace(self, bootstrap=bootstrap)
@@ -93,6 +129,9 @@ class FitResult:
             "alternatives": {k: {"objective": a.objective, "params": dict(a.params)} for k, a in self.alternatives.items()},
             "bootstrap": None,
             "source": self.source,
+            "n_convention": self.n_convention,
+            "fitted_ranges": {k: list(v) for k, v in self.fitted_ranges.items()},
+            "standard_errors": self.standard_errors.to_dict() if self.standard_errors is not None else None,
         }
         if self.starts is not None:
             out["starts"] = asdict(self.starts)
@@ -103,6 +142,7 @@ class FitResult:
                 "seed": b.seed,
                 "n_draws": len(b.draws),
                 "converged": b.converged,
+                "requested": b.requested,
                 "intervals": {k: list(v) for k, v in b.intervals.items()},
                 "draws": [dict(d) for d in b.draws],
             }
@@ -136,6 +176,7 @@ class FitResult:
                     seed=int(b["seed"]),
                     converged=int(b["converged"]),
                     intervals={k: (_num(v[0]), _num(v[1])) for k, v in b["intervals"].items()},
+                    requested=int(b.get("requested", len(b["draws"]))),
                 )
                 if b
                 else None
@@ -162,6 +203,9 @@ class FitResult:
                 leave_one_size_out=Metrics.from_dict(loso) if loso else None,
                 bootstrap=bootstrap,
                 source=str(data.get("source", "")),
+                n_convention=_n_convention(data.get("n_convention", N_UNSTATED), source),
+                fitted_ranges={k: (float(v[0]), float(v[1])) for k, v in data.get("fitted_ranges", {}).items()},
+                standard_errors=ParameterErrors.from_dict(data["standard_errors"]) if data.get("standard_errors") else None,
             )
             check_against_law(fit, source)
             return fit
@@ -192,6 +236,12 @@ class FitResult:
         return cls.from_dict(data, source=str(file))
 
 
+def _n_convention(value: object, source: str) -> str:
+    if value != N_UNSTATED and value not in N_CONVENTIONS:
+        raise LawfitInputError(f"{source}: n_convention {value!r} is not one of {', '.join((*N_CONVENTIONS, N_UNSTATED))}")
+    return str(value)
+
+
 def check_against_law(fit: FitResult, source: str) -> None:
     """A fit read from a file names a registered law and holds exactly its parameters, each finite and within
     its bounds (in ``params``, every bootstrap draw and interval), with the law's units: a plan made from
@@ -201,7 +251,8 @@ def check_against_law(fit: FitResult, source: str) -> None:
     try:
         law = get_law(fit.law)
     except KeyError as exc:
-        raise LawfitInputError(f"{source}: law: {exc.args[0]}") from None
+        raise LawfitInputError(f"{source}: law: {exc.args[0]} (a fit of a user law needs its law file: "
+                               "--law-file)") from None
     expected = set(law.param_names)
 
     def check_names(field: str, names: Any) -> None:

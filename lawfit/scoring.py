@@ -12,6 +12,11 @@ from lawfit.laws.base import Law
 from lawfit.objective import DEFAULT_DELTA, huber
 from lawfit.points import LossPoints
 
+# Held-out scores on fewer points than this, or on losses spanning less than this in log (5 %), are weak
+# evidence: one point moves R² by a lot, and a narrow range makes R² small whatever the law.
+WEAK_EVIDENCE_POINTS = 20
+WEAK_EVIDENCE_SPREAD_LOG = 0.05
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -19,8 +24,10 @@ class Metrics:
 
     ``r2`` is 1 − SS_res/SS_tot of the loss itself, not of log loss (MuPT Eq. 14);
     ``huber`` is Σ Huber_delta(log L̂ − log L) over the points (Eq. 15–16, unweighted),
-    ``huber_mean`` the same divided by the point count, ``rmse_log`` the root
-    mean square of log L̂ − log L.
+    ``huber_mean`` the same divided by the point count (sums of splits of
+    different sizes are not comparable; means are), ``rmse_log`` the root
+    mean square of log L̂ − log L, ``loss_spread_log`` = log(max L / min L) of
+    the observed losses scored.
     """
 
     r2: float
@@ -28,14 +35,23 @@ class Metrics:
     huber_mean: float
     rmse_log: float
     n_points: int
+    loss_spread_log: float = float("nan")
 
-    def to_dict(self) -> dict[str, float | int]:
+    @property
+    def weak_evidence(self) -> bool:
+        """Too few points, or too narrow a loss range, for R² and Huber to rank laws (see WEAK_EVIDENCE_*)."""
+        narrow = self.loss_spread_log == self.loss_spread_log and self.loss_spread_log < WEAK_EVIDENCE_SPREAD_LOG
+        return self.n_points < WEAK_EVIDENCE_POINTS or narrow
+
+    def to_dict(self) -> dict[str, float | int | bool]:
         return {
             "r2": self.r2,
             "huber": self.huber,
             "huber_mean": self.huber_mean,
             "rmse_log": self.rmse_log,
             "n_points": self.n_points,
+            "loss_spread_log": self.loss_spread_log,
+            "weak_evidence": self.weak_evidence,
         }
 
     @classmethod
@@ -46,6 +62,7 @@ class Metrics:
             huber_mean=float(data["huber_mean"]),
             rmse_log=float(data["rmse_log"]),
             n_points=int(data["n_points"]),
+            loss_spread_log=float(data.get("loss_spread_log", float("nan"))),
         )
 
 
@@ -59,9 +76,10 @@ def r_squared(observed: np.ndarray, predicted: np.ndarray) -> float:
 def metrics_from_predictions(observed: np.ndarray, predicted: np.ndarray, delta: float = DEFAULT_DELTA) -> Metrics:
     with np.errstate(all="ignore"):
         residual_log = np.log(predicted) - np.log(observed)
+    spread = float(np.log(np.max(observed) / np.min(observed)))
     if not np.all(np.isfinite(residual_log)):
         nan = float("nan")
-        return Metrics(nan, float("inf"), float("inf"), float("inf"), int(observed.shape[0]))
+        return Metrics(nan, float("inf"), float("inf"), float("inf"), int(observed.shape[0]), spread)
     terms = huber(residual_log, delta)
     return Metrics(
         r2=r_squared(observed, predicted),
@@ -69,6 +87,7 @@ def metrics_from_predictions(observed: np.ndarray, predicted: np.ndarray, delta:
         huber_mean=float(np.mean(terms)),
         rmse_log=float(np.sqrt(np.mean(residual_log**2))),
         n_points=int(observed.shape[0]),
+        loss_spread_log=spread,
     )
 
 

@@ -170,6 +170,13 @@ class Law:
     # The fitter adds them, clipped to the bounds, as one more start of the
     # second stage; it uses the free ones and holds the fixed ones.
     guess: GuessFn | None = None
+    # A warning a plan made without a unique-token budget carries (U_D = D: every token fresh), for a law whose
+    # prediction then means something other than "unlimited data"; None: no warning.
+    plan_without_unique_tokens: str | None = None
+    # Whether the parameter names mean what the built-in laws mean by them: A/N^alpha the size term, B/D^beta
+    # the data term, d the N·D term, k_in the overfitting offset. The optimiser's centring
+    # (lawfit.objective.CENTRING) and the one-size refusal rely on it; a user law's names need not.
+    standard_names: bool = True
 
     @property
     def param_names(self) -> tuple[str, ...]:

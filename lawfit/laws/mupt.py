@@ -20,8 +20,10 @@ D_ND = ParamSpec("d", "loss·params^alpha·tokens^beta", 1e-12, 1e40, "log", des
 K_D = ParamSpec(
     "k_d", "loss/token", 0.0, 1.0, scale_by_tokens=True, description="growth of the overfitting term per token seen"
 )
-K_N = ParamSpec("k_n", "loss/ln(params)", -100.0, 100.0, description="overfitting term per log model size")
-K_U = ParamSpec("k_u", "loss/ln(tokens)", -100.0, 100.0, description="overfitting relief per log unique tokens")
+# MuPT A.3.2: larger models overfit earlier, more unique data later. Non-negative k_n and k_u keep Eq. 6 an
+# overfitting term; free signs let it become a general correction that, e.g., rewards size.
+K_N = ParamSpec("k_n", "loss/ln(params)", 0.0, 100.0, description="overfitting term per log model size (>= 0)")
+K_U = ParamSpec("k_u", "loss/ln(tokens)", 0.0, 100.0, description="overfitting relief per log unique tokens (>= 0)")
 K_IN = ParamSpec("k_in", "loss", -1e4, 1e4, description="overfitting term offset")
 
 _E = math.e
@@ -188,5 +190,10 @@ SMS = register(
         # MuPT Appendix A.3.2: fit Eq. 4 first, then the overfitting term on its residuals.
         base="nd",
         guess=overfit_guess,
+        plan_without_unique_tokens=(
+            "planned without --unique-tokens, so U_D = D (all data fresh); but SMS's overfitting term (Eq. 6) "
+            "grows with raw D, not with repetition, so it still penalises large D and pushes the plan toward "
+            "fewer tokens: give --unique-tokens, or plan with a law whose overfitting follows repetition"
+        ),
     )
 )

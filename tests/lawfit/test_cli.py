@@ -76,16 +76,33 @@ def test_fix_every_parameter_only_scores(curves_csv: Path):
 
 
 @pytest.mark.slow
-def test_compare_prints_all_five_laws_on_the_datablations_data(tmp_path: Path):
+def test_compare_reports_the_papers_staged_fits_beside_the_joint_ones(tmp_path: Path):
     proc = smslab("fit", str(bundled_path("datablations_fit_runs_182.csv")), "--compare", "--columns", DATABLATIONS_COLUMNS,
-                  "--out", str(tmp_path / "fits"))
-    for law in ("chinchilla", "data_constrained", "dprime", "nd", "sms"):
-        assert law in proc.stdout
-        assert (tmp_path / "fits" / f"{law}.json").is_file()
-    assert "R² test" in proc.stdout and "R² LOSO" in proc.stdout
-    sms = json.loads((tmp_path / "fits" / "sms.json").read_text())
-    assert set(sms["alternatives"]) == {"staged", "joint"}
-    assert sms["objective"] == min(a["objective"] for a in sms["alternatives"].values())
+                  "--n-convention", "non_embedding", "--out", str(tmp_path / "fits"), "--json")
+    out = json.loads(proc.stdout)
+    rows = {(r["law"], r["procedure"]): r for r in out["laws"]}
+    assert {("sms", "staged"), ("sms", "joint"), ("data_constrained", "staged"), ("data_constrained", "joint"),
+            ("chinchilla", "joint"), ("dprime", "joint"), ("nd", "joint")} <= set(rows)
+    # SMS staged is MuPT A.3.2: Eq. 4's fit held, only the overfitting term fitted on top of it.
+    nd, sms_staged = rows[("nd", "joint")]["params"], rows[("sms", "staged")]["params"]
+    for name in ("A", "B", "E", "alpha", "beta", "k", "d"):
+        assert sms_staged[name] == pytest.approx(nd[name], rel=1e-9)
+    # The joint fit starts from the staged optimum too, so on train it can only be lower.
+    for law in ("sms", "data_constrained"):
+        assert rows[(law, "joint")]["objective"] <= rows[(law, "staged")]["objective"] * (1 + 1e-9)
+        assert rows[(law, "staged")]["leave_one_size_out"]["huber_mean"] > 0
+    # The planning law is the lowest mean leave-one-size-out Huber over every row, procedure included.
+    best = min(out["laws"], key=lambda r: r["leave_one_size_out"]["huber_mean"])
+    assert out["planning_law"] == {"law": best["law"], "procedure": best["procedure"]}
+    assert out["n_convention"] == "non_embedding" and rows[("sms", "joint")]["n_convention"] == "non_embedding"
+    # 17 held-out points: the held-out scores are flagged as weak evidence.
+    assert rows[("sms", "staged")]["metrics"]["test"]["weak_evidence"] is True
+    assert rows[("sms", "staged")]["metrics"]["train"]["weak_evidence"] is False
+    for name in ("sms.staged.json", "sms.joint.json", "data_constrained.staged.json", "chinchilla.json"):
+        assert (tmp_path / "fits" / name).is_file()
+    table = smslab("fit", str(bundled_path("datablations_fit_runs_182.csv")), "--law", "chinchilla", "--columns",
+                   DATABLATIONS_COLUMNS, "--leave-one-size-out").stdout
+    assert "Huber mean" in table
 
 
 def test_missing_column_names_the_file_and_the_columns(tmp_path: Path):
