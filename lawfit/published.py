@@ -1,8 +1,8 @@
 """``smslab fit-published``: a whole law study on real published runs, no training.
 
 The datablations runs bundled with lawfit (182 runs up to 9B parameters): all
-five laws fitted and compared on held-out model sizes (MuPT Table 3), the best
-one by leave-one-size-out bootstrapped, and a compute-optimal plan with
+laws fitted (the paper's staged procedures and the joint ones) and compared on
+held-out model sizes (MuPT Table 3), the best by leave-one-size-out bootstrapped, and a compute-optimal plan with
 intervals. (``smslab quickstart`` trains its own models: ``sweeps/quickstart.py``.)
 """
 
@@ -19,8 +19,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "fit-published",
         help="compare the laws on bundled published runs (datablations) and plan N*, D*, epochs* with intervals",
         description=(
-            "Fit all five laws to the bundled datablations runs, hold out the largest model size, "
-            "bootstrap the law that predicts it best and plan for a FLOP budget and unique-token count."
+            "Fit the laws to the bundled datablations runs (the paper's staged procedure and the joint one "
+            "where a law has both), hold out the two largest model sizes, bootstrap the law and procedure that "
+            "predict left-out sizes best and plan for a FLOP budget and unique-token count."
         ),
     )
     cmd.add_argument("--out", default="smslab-published", help="folder for the fit files (default ./smslab-published)")
@@ -37,7 +38,8 @@ def _say(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from lawfit.bootstrap import bootstrap_fit
     from lawfit.errors import LawfitInputError
-    from lawfit.fit import FitOptions, GridCache, fit_law
+    from lawfit.cli import comparison_file_name, say_warnings
+    from lawfit.fit import FitOptions, GridCache, fit_procedures
     from lawfit.names import LAW_NAMES
     from lawfit.planning import plan_compute_optimal
     from lawfit.presets import preset_fit
@@ -56,25 +58,30 @@ def run(args: argparse.Namespace) -> int:
     cache = GridCache()  # the laws share their base fits: SMS's stage 1 is the "nd" law's Eq. 4 fit
     for name in LAW_NAMES:
         started = time.perf_counter()
-        fit = fit_law(points, name, FitOptions(train_max_n=threshold, leave_one_size_out=True), cache)
-        fits.append(fit)
-        fit.write(out / f"{name}.json")
-        _say(f"      {name:<17} objective {fit.objective:.5g}  ({time.perf_counter() - started:.1f} s)")
+        for fit in fit_procedures(points, name, FitOptions(train_max_n=threshold, leave_one_size_out=True), cache):
+            fits.append(fit)
+            fit.write(out / comparison_file_name(name, fit.procedure))
+            _say(f"      {name:<17} {fit.procedure:<7} objective {fit.objective:.5g}  "
+                 f"({time.perf_counter() - started:.1f} s)")
     print(comparison_table(fits, points))
     # Choose by leave-one-size-out: it scores every size, where the held-out
     # split scores only the largest two.
     best = best_fit(fits)
-    _say(f"[2/3] {best.law} predicts unseen sizes best (leave-one-size-out); bootstrapping it with {args.bootstrap} resamples of the runs ...")
+    _say(f"[2/3] {best.law} ({best.procedure}) predicts unseen sizes best (leave-one-size-out); bootstrapping it "
+         f"with {args.bootstrap} resamples of the runs ...")
     best = best.with_bootstrap(
         bootstrap_fit(best, points, args.bootstrap, FitOptions(train_max_n=threshold), level=0.95, seed=0)
     )
-    best.write(out / f"{best.law}.json")
+    best_file = out / comparison_file_name(best.law, best.procedure)
+    best.write(best_file)
     _say("[3/3] planning ...")
+    plan = plan_compute_optimal(best, args.flops, args.unique_tokens)
+    say_warnings(plan.warnings)
     print()
     print("Recommendation")
-    print(plan_report(best, plan_compute_optimal(best, args.flops, args.unique_tokens)))
+    print(plan_report(best, plan))
     print()
     print("For reference, the published data-constrained fit (preset datablations):")
     print(plan_report(preset_fit("datablations"), plan_compute_optimal(preset_fit("datablations"), args.flops, args.unique_tokens)))
-    print(f"\nfit files: {out}/<law>.json   (smslab plan --fit {out}/{best.law}.json --flops C --unique-tokens U)")
+    print(f"\nfit files: {out}/<law>[.<procedure>].json   (smslab plan --fit {best_file} --flops C --unique-tokens U)")
     return 0

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-LOSS_POINT_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split")
+LOSS_POINT_COLUMNS = ("run_id", "N", "D", "U_D", "loss", "step", "split", "N_with_embeddings")
 # What MLflow stores as metrics of a point (N, U_D and tokens_per_step are run params, run_id a tag, split is
 # "val"; the optimizer step is D / tokens_per_step, so it is not stored twice).
 CURVE_METRICS = ("loss", "train_loss", "lr", "tokens_per_s", "mfu")
@@ -32,6 +32,10 @@ LOSS_METRIC = "loss"
 FINISHED = "finished"
 PointSelection = Literal["final", "curve"]
 POINT_SELECTIONS: tuple[PointSelection, ...] = ("final", "curve")
+# What the table's N counts: ``N`` is without embeddings (the trainer's N for the laws), ``N_with_embeddings``
+# with them (MuPT's count); a fit table says which it took in its ``n_convention`` column.
+NConvention = Literal["non_embedding", "with_embeddings"]
+N_COLUMN: dict[str, str] = {"non_embedding": "N", "with_embeddings": "N_with_embeddings"}
 
 
 @dataclass(frozen=True)
@@ -75,28 +79,41 @@ def curve_point_from_row(row: Mapping[str, str]) -> CurvePoint:
 
 
 def points_table(rows: list[tuple[object, ...]]):  # type: ignore[no-untyped-def]
-    """The loss-point table from rows of (run_id, N, D, U_D, loss, tokens per step), sorted by run and D.
-    ``step`` is the optimizer step, D / tokens per step; empty for a run recorded without that param."""
+    """The loss-point table from rows of (run_id, N, D, U_D, loss, tokens per step, N with embeddings), sorted
+    by run and D. ``step`` is the optimizer step, D / tokens per step; empty for a run recorded without that
+    param, as ``N_with_embeddings`` is for a run recorded before that param existed."""
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=["run_id", "N", "D", "U_D", "loss", "tokens_per_step"])
+    frame = pd.DataFrame(rows, columns=["run_id", "N", "D", "U_D", "loss", "tokens_per_step", "N_with_embeddings"])
     frame = frame.astype({"N": float, "D": float, "U_D": float, "loss": float})
+    frame["N_with_embeddings"] = pd.to_numeric(frame["N_with_embeddings"], errors="coerce")
     per_step = pd.to_numeric(frame.pop("tokens_per_step"), errors="coerce")
     frame["step"] = (frame["D"] / per_step).round().astype("Int64")
     frame["split"] = "val"
     return frame.sort_values(["run_id", "D"], kind="stable").reset_index(drop=True)[list(LOSS_POINT_COLUMNS)]
 
 
-def fit_points(points, statuses: Mapping[str, str], selection: PointSelection):  # type: ignore[no-untyped-def]
+def fit_points(points, statuses: Mapping[str, str], selection: PointSelection,  # type: ignore[no-untyped-def]
+               n_convention: NConvention = "non_embedding"):
     """What the laws are fitted on: the points of runs whose status is ``finished`` — each run's last
-    point (largest D) for ``"final"``, every point for ``"curve"``."""
+    point (largest D) for ``"final"``, every point for ``"curve"`` — with N as ``n_convention`` counts it,
+    said in an ``n_convention`` column. ValueError when a finished run lacks that count."""
     if selection not in POINT_SELECTIONS:
         raise ValueError(f"points must be one of {', '.join(POINT_SELECTIONS)}, got {selection!r}")
+    if n_convention not in N_COLUMN:
+        raise ValueError(f"n_convention must be one of {', '.join(N_COLUMN)}, got {n_convention!r}")
     finished = {run for run, status in statuses.items() if status == FINISHED}
     chosen = points[points["run_id"].isin(finished)]
     if selection == "final":
         chosen = chosen.sort_values(["run_id", "D"], kind="stable").groupby("run_id", as_index=False).tail(1)
-    return chosen.reset_index(drop=True)
+    chosen = chosen.reset_index(drop=True)
+    counted = chosen[N_COLUMN[n_convention]]
+    if counted.isna().any():
+        run = chosen.loc[counted.isna(), "run_id"].iloc[0]
+        raise ValueError(f"run {run} records no {N_COLUMN[n_convention]} (recorded by an older smslab?): "
+                         f"it cannot be fitted with N counted {n_convention}")
+    chosen = chosen.assign(N=counted.astype(float), n_convention=n_convention)
+    return chosen
 
 
 def export_points(frame, out: str | Path) -> None:  # type: ignore[no-untyped-def]

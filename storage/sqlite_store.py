@@ -114,8 +114,8 @@ def _query(path: Path, sql: str, args: Sequence[object]) -> list[tuple[object, .
 
 
 def read_curve_rows(path: Path, campaign: str, run_id_tag: str, loss_metric: str) -> list[tuple[object, ...]]:
-    """(run_id, N, D, U_D, loss, tokens per step) of every evaluation of the campaign: the latest value per
-    (run, D), since a point logged again after a resume is stored twice by MLflow."""
+    """(run_id, N, D, U_D, loss, tokens per step, N with embeddings) of every evaluation of the campaign: the
+    latest value per (run, D), since a point logged again after a resume is stored twice by MLflow."""
     query = """
         WITH latest AS (
             SELECT m.run_uuid, m.step, m.value,
@@ -125,12 +125,13 @@ def read_curve_rows(path: Path, campaign: str, run_id_tag: str, loss_metric: str
             JOIN experiments e ON e.experiment_id = r.experiment_id
             WHERE m.key = ? AND e.name = ? AND r.lifecycle_stage = 'active'
         )
-        SELECT COALESCE(t.value, l.run_uuid), pn.value, l.step, pu.value, l.value, ps.value
+        SELECT COALESCE(t.value, l.run_uuid), pn.value, l.step, pu.value, l.value, ps.value, pe.value
         FROM latest l
         LEFT JOIN tags t ON t.run_uuid = l.run_uuid AND t.key = ?
         LEFT JOIN params pn ON pn.run_uuid = l.run_uuid AND pn.key = 'N'
         LEFT JOIN params pu ON pu.run_uuid = l.run_uuid AND pu.key = 'U_D'
         LEFT JOIN params ps ON ps.run_uuid = l.run_uuid AND ps.key = 'tokens_per_step'
+        LEFT JOIN params pe ON pe.run_uuid = l.run_uuid AND pe.key = 'N_with_embeddings'
         WHERE l.rank = 1
     """
     if not path.is_file():

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from storage.points import CURVE_METRICS, LOSS_METRIC, PointSelection, fit_points, points_table
+from storage.points import CURVE_METRICS, LOSS_METRIC, NConvention, PointSelection, fit_points, points_table
 from storage.sqlite_store import (
     StorageError,
     campaign_state_rows,
@@ -284,9 +284,11 @@ class Tracker:
             return points_table(read_curve_rows(self.sqlite_file, campaign, RUN_ID_TAG, LOSS_METRIC))
         return self.read_points_api(campaign)
 
-    def read_fit_points(self, campaign: str, selection: PointSelection):  # type: ignore[no-untyped-def]
-        """What the laws are fitted on (``storage.points.fit_points``): finished runs' final points or curves."""
-        return fit_points(self.read_points(campaign), self.run_statuses(campaign), selection)
+    def read_fit_points(self, campaign: str, selection: PointSelection,  # type: ignore[no-untyped-def]
+                        n_convention: NConvention = "non_embedding"):
+        """What the laws are fitted on (``storage.points.fit_points``): finished runs' final points or curves,
+        N counted as ``n_convention`` says."""
+        return fit_points(self.read_points(campaign), self.run_statuses(campaign), selection, n_convention)
 
     def read_points_api(self, campaign: str):  # type: ignore[no-untyped-def]
         """The same table through MLflow's public API, one metric history per run (any store)."""
@@ -298,7 +300,7 @@ class Tracker:
             tags, params = run.data.tags, run.data.params
             for d, value in self._latest_by_step(run.info.run_id, LOSS_METRIC).items():
                 rows.append((tags.get(RUN_ID_TAG, run.info.run_id), params.get("N"), d, params.get("U_D"), value,
-                             params.get("tokens_per_step")))
+                             params.get("tokens_per_step"), params.get("N_with_embeddings")))
         return points_table(rows)
 
     def _latest_by_step(self, mlflow_run_id: str, key: str) -> dict[int, float]:

@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lawfit.names import LAW_NAMES
+from lawfit.names import LAW_NAMES, N_CONVENTIONS
 
 
 class SpecError(ValueError):
@@ -63,6 +63,11 @@ class LauncherSettings:
         return max(1, self.gpus_per_node or 1)
 
 
+def law_file_path(source: Path, law_file: str) -> Path:
+    """A ``[plan] law_files`` entry, relative to the spec's folder."""
+    return (source.parent / law_file).resolve()
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """``[plan]``: what a campaign plans for, when it stops, and what it may propose."""
@@ -79,6 +84,10 @@ class PlanSettings:
     points: str = "final"  # fit each finished run's final loss, or "curve": every evaluation
     presets: tuple[str, ...] = ()  # presets proposals may use (the grid's when empty)
     epochs: tuple[float, ...] = ()  # epoch counts proposals may use (the grid's and twice the largest when empty)
+    # What N counts in the fits: "non_embedding" (Kaplan; the default) or "with_embeddings" (MuPT's sizes).
+    n_convention: str = "non_embedding"
+    # Laws of one's own (lawfit.user_law files, relative to the spec's folder); ``laws`` may then name them.
+    law_files: tuple[str, ...] = ()
 
     def check(self, source: Path) -> None:
         for name in ("target_flops", "budget_flops", "tolerance", "level"):
@@ -96,15 +105,33 @@ class PlanSettings:
             raise SpecError(f"{source}: [plan] points must be 'final' or 'curve', got {self.points!r}")
         if not self.laws:
             raise SpecError(f"{source}: [plan] laws is empty")
+        if self.n_convention not in N_CONVENTIONS:
+            raise SpecError(f"{source}: [plan] n_convention must be one of {', '.join(N_CONVENTIONS)}, "
+                            f"got {self.n_convention!r}")
+        known = (*LAW_NAMES, *self.user_law_names(source))
         for law in self.laws:
-            if law not in LAW_NAMES:
-                raise SpecError(f"{source}: [plan] laws: unknown law {law!r}; laws are {', '.join(LAW_NAMES)}")
+            if law not in known:
+                raise SpecError(f"{source}: [plan] laws: unknown law {law!r}; laws are {', '.join(known)}")
         if self.unique_tokens < 0:
             raise SpecError(f"{source}: [plan] unique_tokens must be positive (or 0: the largest grid fraction's), "
                             f"got {self.unique_tokens}")
         if any(e <= 0 for e in self.epochs):
             raise SpecError(f"{source}: [plan] epochs must be positive, got {list(self.epochs)}")
 
+    def user_law_names(self, source: Path) -> tuple[str, ...]:
+        """Load (and register) each law file; the names of its laws. A bad file is a SpecError naming it."""
+        if not self.law_files:
+            return ()
+        from lawfit.errors import LawfitInputError
+        from lawfit.user_law import load_law_file
+
+        names = []
+        for law_file in self.law_files:
+            try:
+                names.append(load_law_file(law_file_path(source, law_file)).law.name)
+            except LawfitInputError as exc:
+                raise SpecError(f"{source}: [plan] law_files: {exc}") from None
+        return tuple(names)
 
 @dataclass(frozen=True)
 class LrSearchSettings:

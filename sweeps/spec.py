@@ -277,11 +277,23 @@ def _check_fittable(source: Path, plan: PlanSettings, runs: list[RunSpec], corpu
     else:
         info = CorpusInfo.read(corpus)
         points = sum(_evaluations(prepare(run, info)) for run in runs)
-    short = [law for law in plan.laws if LAW_PARAMETER_COUNTS[law] > points]
+    counts = {law: _free_parameters(law) for law in plan.laws}
+    short = [law for law in plan.laws if counts[law] > points]
     if short:
-        law = max(short, key=lambda name: LAW_PARAMETER_COUNTS[name])
-        raise SpecError(f"{source}: [plan] laws: {law} has {LAW_PARAMETER_COUNTS[law]} parameters but the grid gives "
+        law = max(short, key=lambda name: counts[name])
+        raise SpecError(f"{source}: [plan] laws: {law} has {counts[law]} parameters but the grid gives "
                         f"{points} loss points (points = {plan.points!r}); add runs to [grid] or leave the law out")
+
+
+def _free_parameters(law: str) -> int:
+    """A built-in law's parameter count (numpy-free), or a user law's, loaded by ``PlanSettings.check``."""
+    from lawfit.names import LAW_PARAMETER_COUNTS
+
+    if law in LAW_PARAMETER_COUNTS:
+        return LAW_PARAMETER_COUNTS[law]
+    from lawfit.laws import get_law
+
+    return len(get_law(law).params)
 
 
 def _evaluations(prepared: Prepared) -> int:

@@ -36,9 +36,10 @@ def test_fit_published_compares_the_laws_on_datablations_and_recommends_a_plan(t
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
-    for law in ("chinchilla", "data_constrained", "dprime", "nd", "sms"):
-        assert law in proc.stdout
-        assert (tmp_path / "pub" / f"{law}.json").is_file()
+    for name in ("chinchilla", "data_constrained.staged", "data_constrained.joint", "dprime", "nd", "sms.staged",
+                 "sms.joint"):
+        assert (tmp_path / "pub" / f"{name}.json").is_file()
+    assert "staged" in proc.stdout and "joint" in proc.stdout
     assert "Recommendation" in proc.stdout and "N*" in proc.stdout and "epochs*" in proc.stdout
     assert "95% bootstrap percentiles" in proc.stdout
     chosen = [p for p in (tmp_path / "pub").glob("*.json") if json.loads(p.read_text())["bootstrap"]]

@@ -27,7 +27,7 @@ def test_curves_round_trip_through_mlflow_and_the_sql_path_equals_the_api_path(t
     tracker.log_points(b, [{"D": d, "loss": 4.0 - d / 1000} for d in (100, 200)])
     tracker.set_status(a, "finished")
     fast = tracker.read_points("camp")
-    assert list(fast.columns) == ["run_id", "N", "D", "U_D", "loss", "step", "split"]
+    assert list(fast.columns) == ["run_id", "N", "D", "U_D", "loss", "step", "split", "N_with_embeddings"]
     assert len(fast) == 5 and set(fast["run_id"]) == {"run-a", "run-b"}
     run_a = fast[fast.run_id == "run-a"]
     assert list(run_a["D"]) == [100, 200, 300] and list(run_a["loss"]) == pytest.approx([4.9, 4.8, 4.7])
@@ -133,6 +133,24 @@ def test_the_laws_get_only_runs_recorded_finished_by_their_last_point_or_whole_c
     assert list(curve["run_id"]) == ["done"] * 3 and list(curve["D"]) == [100, 200, 300]
     with pytest.raises(ValueError, match="points must be one of final, curve"):
         tracker.read_fit_points("camp", "last")  # type: ignore[arg-type]
+    assert list(final["n_convention"]) == ["non_embedding"] and list(final["N"]) == [1000]
+    # These runs were recorded without their count with embeddings: that convention is refused, naming the run.
+    with pytest.raises(ValueError, match="run done records no N_with_embeddings"):
+        tracker.read_fit_points("camp", "final", "with_embeddings")
+
+
+def test_the_fit_points_count_n_with_or_without_embeddings_as_asked(tmp_path: Path):
+    tracker = Tracker(default_tracking_uri(tmp_path))
+    for run_id, n, n_all in (("small", 1000, 5000), ("large", 3000, 9000)):
+        run = tracker.open_run(RunRecord(run_id, "camp", {"N": n, "N_with_embeddings": n_all, "U_D": 500}))
+        tracker.log_points(run, [{"D": 100, "loss": 4.0}])
+        tracker.set_status(run, "finished")
+    without = tracker.read_fit_points("camp", "final")
+    assert dict(zip(without["run_id"], without["N"], strict=True)) == {"small": 1000, "large": 3000}
+    with_emb = tracker.read_fit_points("camp", "final", "with_embeddings")
+    assert dict(zip(with_emb["run_id"], with_emb["N"], strict=True)) == {"small": 5000, "large": 9000}
+    assert set(with_emb["n_convention"]) == {"with_embeddings"}
+    pd.testing.assert_frame_equal(tracker.read_points("camp"), tracker.read_points_api("camp"))
 
 
 def test_the_step_column_is_the_optimizer_step_and_d_holds_the_tokens(tmp_path: Path):

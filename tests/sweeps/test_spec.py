@@ -121,6 +121,9 @@ budget_flops = 5e12
         ("[lr_search]\ntrials = 2\nlow = 0.1\nhigh = 0.01\n", "[lr_search] needs 0 < low < high"),
         ("[lr_search]\nsteps = 2\n", "[lr_search] unknown key 'steps'"),
         (PLAN + "unique_tokens = -5\n", "[plan] unique_tokens must be positive"),
+        (PLAN + "n_convention = 'total'\n", "[plan] n_convention must be one of non_embedding, with_embeddings"),
+        (PLAN + "law_files = ['missing_law.py']\n", "[plan] law_files:"),
+        (PLAN + "laws = ['my_law']\n", "unknown law 'my_law'"),
     ],
 )
 def test_campaign_tables_are_checked_by_key(folder: Path, extra: str, message: str):
@@ -175,6 +178,19 @@ def test_plan_defaults_are_filled_in(folder: Path):
     plan = load_campaign(path).plan
     assert plan is not None and plan.tolerance == 2.0 and plan.presets == ("tiny-0.1m", "tiny-0.3m")
     assert plan.laws == ("chinchilla", "data_constrained", "dprime", "nd", "sms")
+
+
+def test_a_campaign_names_its_n_convention_and_its_own_laws(folder: Path):
+    import shutil
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "my_law.py"
+    shutil.copy(example, folder / "my_law.py")
+    path = folder / "own-law.toml"
+    path.write_text(GOOD + PLAN + "n_convention = 'with_embeddings'\nlaw_files = ['my_law.py']\n"
+                    "laws = ['chinchilla', 'one_exponent_dprime']\n")
+    plan = load_campaign(path).plan
+    assert plan is not None and plan.n_convention == "with_embeddings"
+    assert plan.laws == ("chinchilla", "one_exponent_dprime")
 
 
 def test_sweep_commands_refuse_a_bad_spec_with_exit_2_and_no_traceback(folder: Path):
