@@ -37,7 +37,7 @@ from dashboards.views import (
     planner_answer,
     planning_inputs,
 )
-from lawfit.names import LAW_NAMES
+from lawfit.names import LAW_NAMES, PAPER_LAW_NAMES
 
 TITLES = {
     "progress": "Campaign progress", "comparison": "Law comparison (Table 3)", "curves": "Curves and laws (Fig. 4-5)",
@@ -72,7 +72,7 @@ class ViewSource:
 
 
 def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float = 10.0,
-               laws: tuple[str, ...] = LAW_NAMES) -> Dash:
+               laws: tuple[str, ...] = PAPER_LAW_NAMES) -> Dash:
     source = ViewSource(tracking_uri, refresh_s)
     app = Dash(__name__, title="smslab", serve_locally=True)
     try:
@@ -200,7 +200,7 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
 
     def planning_fit(campaign_name, laws, split, plan_law):  # type: ignore[no-untyped-def]
         view = source.view(campaign_name)
-        fits, _ = fits_for(view, tuple(laws or LAW_NAMES), split or "all", source.cache)
+        fits, _ = fits_for(view, tuple(laws or PAPER_LAW_NAMES), split or "all", source.cache)
         return view, chosen_fit(view, fits, plan_law or None, source.cache)
 
     @app.callback(Output("plan-answer", "children"), Input("plan-go", "n_clicks"),

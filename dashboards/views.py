@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from dashboards import figures
 from dashboards.data import CampaignView, FitCache, fit_provenance, fits_for, view_points
-from lawfit.names import LAW_NAMES
+from lawfit.names import PAPER_LAW_NAMES
 from lawfit.planning import ComputeOptimalPlan, plan_compute_optimal
 from lawfit.result import FitResult, best_fit
 from lawfit.scoring import default_train_max_n
@@ -24,7 +24,7 @@ VIEW_NAMES = ("progress", "comparison", "curves", "residuals", "iso_flop", "fron
 
 @dataclass(frozen=True)
 class ViewSettings:
-    laws: tuple[str, ...] = LAW_NAMES
+    laws: tuple[str, ...] = PAPER_LAW_NAMES
     split: str = "all"  # "all" sizes (as campaigns fit) or "held-out" (the largest sizes held out, MuPT Table 3)
     plan_law: str | None = None  # the law of the iso-FLOP, frontier and overfitting views; None: the campaign's choice
 

@@ -21,7 +21,7 @@ from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES, N_CONVENTIONS  # nump
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     fit = subparsers.add_parser(
         "fit",
-        help="fit a scaling law (or compare all five) to a table of loss points",
+        help="fit a scaling law (or compare them all) to a table of loss points",
         description=(
             "Fit a scaling law to a CSV/Parquet table with columns run_id, N, D, U_D, loss "
             "(raw counts; run_id optional, U_D needed by laws that use it, optional weight). "

@@ -6,6 +6,9 @@
   et al. 2022 Fig. 4): bundled with lawfit (``lawfit/data``; the source states no
   licence, see ``lawfit/data/SOURCE.txt``), or read from a path of one's own;
   D = C/(6N) and the five highest losses dropped, as the replication did.
+- the OLMo 2 model ladder (Bhagia et al. 2024; Apache-2.0): final losses of
+  five sizes × six token budgets and two target models, bundled with lawfit
+  (``lawfit/data``); one epoch everywhere (U_D = D), N without embeddings.
 """
 
 from __future__ import annotations
@@ -53,6 +56,43 @@ def chinchilla_replication_points(path: str | Path | None = None, drop_highest: 
     return LossPoints.from_arrays(N=n, D=d, loss=frame["loss"].to_numpy(dtype=float), source=str(path))
 
 
+OLMO_LADDER_FILE = "olmo_ladder_points.csv"
+OLMO_LADDER_GROUPS = ("ladder", "target")
+
+
+def olmo_ladder_points(column: str = "val_ce_c4_en", groups: tuple[str, ...] = OLMO_LADDER_GROUPS) -> LossPoints:
+    """The OLMo 2 ladder's final losses: N = n_params (non-embedding), D = tokens, U_D = D, loss = ``column``.
+
+    ``column`` is one of the file's metrics (``val_ce_c4_en``, ``val_ce_pile``, ... in nats/token; see
+    ``lawfit/data/SOURCE.txt``). The ladder never repeats data, so every point is one epoch. ``groups``:
+    ``"ladder"`` (30 runs: 190M-3B × 0.5-10×Chinchilla, and a 1×C rerun of each size), ``"target"``
+    (7B-4T and 13B-5T).
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    path = bundled_path(OLMO_LADDER_FILE)
+    frame = pd.read_csv(path)
+    metrics = [c for c in frame.columns if c.startswith(("val_ce_", "task_bpb_", "task_acc_"))]
+    if column not in metrics:
+        raise ValueError(f"unknown OLMo ladder column {column!r}; choose one of {', '.join(metrics)}")
+    unknown = sorted(set(groups) - set(OLMO_LADDER_GROUPS))
+    if unknown or not groups:
+        raise ValueError(f"unknown OLMo ladder group(s) {unknown or groups}; choose from {', '.join(OLMO_LADDER_GROUPS)}")
+    frame = frame[frame["group"].isin(groups)]
+    tokens = frame["tokens"].to_numpy(dtype=float)
+    points = LossPoints.from_arrays(
+        N=frame["n_params"].to_numpy(dtype=float),
+        D=tokens,
+        U_D=tokens,
+        loss=frame[column].to_numpy(dtype=float),
+        run_id=frame["run"].to_numpy(dtype=str),
+        source=f"{path}:{column}",
+    )
+    return dataclasses.replace(points, n_convention="non_embedding")
+
+
 _CORE_EXAMPLE = {"A": 300.0, "B": 800.0, "E": 0.5, "alpha": 0.34, "beta": 0.30}
 # Parameters of plausible shape for each law, to generate synthetic curves with
 # (tests, benchmarks): the SMS law's onset falls inside 30 epochs at U_D = 1.6e10.
@@ -62,6 +102,8 @@ EXAMPLE_PARAMS: dict[str, dict[str, float]] = {
     "dprime": {**_CORE_EXAMPLE, "k": 0.9},
     "nd": {**_CORE_EXAMPLE, "k": 0.9, "d": 2e5},
     "sms": {**_CORE_EXAMPLE, "k": 0.9, "d": 2e5, "k_d": 2e-12, "k_n": 0.05, "k_u": 0.05, "k_in": 1.0},
+    # smslab's repetition law: the onset a few epochs in (z_1 ≈ −1 at N = 1e8, U_D = 4e9).
+    "sms_repetition": {**_CORE_EXAMPLE, "k": 0.9, "d": 2e5, "s": 0.1, "k_r": 1.2, "k_n": 0.3, "k_u": 0.2, "k_in": 2.0},
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lawfit.names import LAW_NAMES, N_CONVENTIONS
+from lawfit.names import LAW_NAMES, N_CONVENTIONS, PAPER_LAW_NAMES
 
 
 class SpecError(ValueError):
@@ -80,7 +80,7 @@ class PlanSettings:
     runs_per_round: int = 2
     bootstrap: int = 100  # resamples of the runs per round
     level: float = 0.9  # of the intervals
-    laws: tuple[str, ...] = LAW_NAMES
+    laws: tuple[str, ...] = PAPER_LAW_NAMES  # smslab's own laws (sms_repetition) only where named
     points: str = "final"  # fit each finished run's final loss, or "curve": every evaluation
     presets: tuple[str, ...] = ()  # presets proposals may use (the grid's when empty)
     epochs: tuple[float, ...] = ()  # epoch counts proposals may use (the grid's and twice the largest when empty)

@@ -1,9 +1,10 @@
-"""The registered scaling laws, in the order of MuPT Table 3."""
+"""The registered scaling laws: the paper's, in the order of MuPT Table 3, then smslab's own."""
 
 from lawfit.laws.base import Covariates, Law, ParamSpec, all_laws, get_law
 from lawfit.laws.chinchilla import CHINCHILLA
 from lawfit.laws.data_constrained import DATA_CONSTRAINED
 from lawfit.laws.mupt import DPRIME, ND, SMS
+from lawfit.laws.repetition import REPETITION
 from lawfit.names import LAW_NAMES, LAW_PARAMETER_COUNTS
 
 # The names other packages read without numpy (lawfit.names) are the laws registered here, in order.
@@ -20,6 +21,7 @@ __all__ = [
     "DATA_CONSTRAINED",
     "DPRIME",
     "ND",
+    "REPETITION",
     "SMS",
     "Covariates",
     "Law",

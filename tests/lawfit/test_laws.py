@@ -15,18 +15,22 @@ import lawfit.planning
 from lawfit.laws import all_laws, get_law
 from lawfit.laws.base import Covariates
 from lawfit.laws.mupt import gelu, log_d_double_prime
-from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES
+from lawfit.names import FLOPS_PER_PARAM_TOKEN, LAW_NAMES, PAPER_LAW_NAMES
 from lawfit.presets import DATABLATIONS, HOFFMANN
 from lawfit.reference_data import EXAMPLE_PARAMS as PARAMS
 from lawfit.reference_data import synthetic_curves
 
 
 def test_every_law_is_registered_in_table_3_order_with_the_issue_parameter_names():
-    assert [law.name for law in all_laws()] == ["chinchilla", "data_constrained", "dprime", "nd", "sms"]
+    names = [law.name for law in all_laws()]
+    assert names[:5] == ["chinchilla", "data_constrained", "dprime", "nd", "sms"] == list(PAPER_LAW_NAMES)
+    assert names[5:] == ["sms_repetition"]  # smslab's own, after the paper's
     allowed = {"A", "B", "E", "alpha", "beta", "R_D_star", "R_N_star", "k", "d", "k_d", "k_n", "k_u", "k_in"}
     for law in all_laws():
-        assert set(law.param_names) <= allowed
-        assert law.equation.startswith("MuPT Eq.")
+        own = law.name not in PAPER_LAW_NAMES
+        assert set(law.param_names) <= allowed | ({"s", "k_r"} if own else set())
+        # Only the paper's laws may claim a MuPT equation.
+        assert law.equation.startswith("MuPT Eq.") != own
         for spec in law.params:
             assert spec.lower < spec.upper and spec.unit
 
