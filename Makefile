@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install quickstart test slurm browser bench clean
+.PHONY: install quickstart test slurm browser abctools bench clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 install: $(BIN)/.installed
 
-quickstart: install
+quickstart: install abctools
 	$(BIN)/smslab quickstart
 
 # A one-node Slurm cluster with accounting for the Slurm end-to-end test
@@ -28,7 +28,11 @@ slurm:
 browser:
 	bash .ci/browser-up.sh
 
-test: install slurm browser
+# Debian's abcmidi and abcm2ps for `smslab eval abc` and its tests (root; without it their tiers are unavailable).
+abctools:
+	bash .ci/abc-tools-up.sh
+
+test: install slurm browser abctools
 	$(BIN)/lint-imports
 	SLURM_CONF=/etc/slurm/slurm.conf $(BIN)/python -m pytest -n 2 --dist loadfile
 

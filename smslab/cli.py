@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     from corpus.cli import add_commands as add_corpus_commands
     from dashboards.cli import add_commands as add_dashboard_commands
+    from evals.cli import add_commands as add_evals_commands
     from lawfit.cli import add_commands as add_lawfit_commands
     from lawfit.published import add_command as add_published
     from storage.cli import add_commands as add_storage_commands
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lawfit_commands(commands)
     add_corpus_commands(commands)
     add_trainer_commands(commands)
+    add_evals_commands(commands)
     add_storage_commands(commands)
     add_sweeps_commands(commands)
     add_dashboard_commands(commands)
