@@ -127,6 +127,12 @@ _LOCK = threading.Lock()
 _LOADED: dict[str, tuple[tuple[Any, ...], LoadedLaw]] = {}
 
 
+def held_values(law_name: str) -> dict[str, float]:
+    """The values a loaded user law holds (its ``vary=False`` parameters); {} for any other law."""
+    cached = _LOADED.get(law_name)
+    return dict(cached[1].fixed) if cached is not None else {}
+
+
 def load_law_file(path: str | Path) -> LoadedLaw:
     """Read, check, build and register the law of a law file; loading the same definition again is a no-op.
 

@@ -1,4 +1,4 @@
-"""``smslab sweep launch|status`` and ``smslab campaign run``: sweeps' own command line."""
+"""``smslab sweep launch|status`` and ``smslab campaign run|simulate``: sweeps' own command line."""
 
 from __future__ import annotations
 
@@ -42,6 +42,37 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     run.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the spec's, else SQLite in "
                      "the campaign folder)")
     run.set_defaults(handler=run_campaign)
+    sim = campaign_cmds.add_parser(
+        "simulate",
+        help="measure the campaign loop on a simulated trainer: proposals vs a denser grid vs random runs",
+        description=(
+            "Run the campaign loop of SPEC (grid, fit every law, bootstrap, plan N*, propose, stop rule: the real "
+            "loop's decision functions) in-process against a simulated trainer whose final losses are the --truth "
+            "law's times log-normal noise (log L = log L_truth + SIGMA*eps, eps ~ N(0,1), one draw per run and seed). "
+            "Each seed plays (a) smslab's proposals, (b) a denser grid and (c) random runs for the same FLOPs; the "
+            "table gives the FLOPs and rounds to reach the tolerance, how often the final interval holds the "
+            "truth's N* (coverage), and the final error in N*. Nothing is trained; progress goes to stderr."
+        ),
+    )
+    sim.add_argument("spec", help="the campaign spec file (TOML with a [plan] table)")
+    sim.add_argument("--truth", required=True, metavar="FIT.json", help="the law the simulated trainer follows: a fit "
+                     "file (`smslab fit ... --out FIT.json`)")
+    sim.add_argument("--noise", required=True, type=float, metavar="SIGMA",
+                     help="sd of the noise on log loss (multiplicative log-normal); 0: exact losses")
+    sim.add_argument("--seeds", type=int, default=10, metavar="K", help="campaigns per strategy (default 10)")
+    sim.add_argument("--unique-tokens", default=None, metavar="U",
+                     help="the corpus's training tokens (fraction f has f*U unique tokens), or FRACTION=TOKENS,... "
+                     "per grid fraction; needed when the spec's corpus is not built (else read from it)")
+    sim.add_argument("--bootstrap", type=int, default=None, metavar="K",
+                     help="bootstrap draws per round instead of the spec's (fewer: faster, noisier intervals)")
+    sim.add_argument("--laws", default=None, metavar="LAW,...", help="fit these laws instead of the spec's (faster)")
+    sim.add_argument("--rescale", default=None, metavar="N=X,D=Y",
+                     help="evaluate the truth at (X*N, Y*D, Y*U_D): a law fitted on larger models or corpora moved "
+                     "onto the campaign's scale (default: as is)")
+    sim.add_argument("--json", action="store_true", help="print JSON (every campaign's rounds too) instead of the table")
+    sim.add_argument("--out", default=None, metavar="PATH", help="also write that JSON to PATH")
+    sim.add_argument("--verbose", action="store_true", help="say every fit and proposal on stderr")
+    sim.set_defaults(handler=run_simulate)
 
 
 def load(args: argparse.Namespace, check_corpus: bool = True):  # type: ignore[no-untyped-def]
@@ -141,4 +172,60 @@ def run_campaign(args: argparse.Namespace) -> int:
     with campaign_lock(campaign):
         outcome = run(campaign, say=say_on_stderr)
     print(outcome.report)
+    return 0
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    import time
+    from pathlib import Path
+
+    from lawfit.result import FitResult
+    from sweeps.progress import say_on_stderr
+    from sweeps.settings import SpecError
+    from sweeps.simulate import Simulation, simulate
+    from sweeps.simulate_inputs import parse_rescale, simulated_campaign
+    from sweeps.simulate_report import as_json, table
+
+    started = time.perf_counter()
+    if not (args.noise >= 0 and args.noise < 10):
+        raise SpecError(f"--noise is the sd of log loss: a number in [0, 10), got {args.noise}")
+    if args.seeds < 1 or (args.bootstrap is not None and args.bootstrap < 3):
+        raise SpecError("--seeds must be at least 1 and --bootstrap at least 3")
+    n_scale, d_scale = parse_rescale(args.rescale)
+    campaign, known_vocab = simulated_campaign(args.spec, args.unique_tokens)
+    truth = FitResult.read(args.truth)
+    settings = campaign.plan
+    assert settings is not None
+    notes = [f"bootstrap {settings.bootstrap} draws per round"]
+    if args.bootstrap is not None and args.bootstrap != settings.bootstrap:
+        notes = [(f"bootstrap {args.bootstrap} draws per round (--bootstrap; the spec's {settings.bootstrap}: fewer "
+                  "draws make each interval, so coverage and the stop rule, noisier)")]
+        settings = dataclasses.replace(settings, bootstrap=args.bootstrap)
+    if args.laws:
+        from lawfit.names import LAW_NAMES
+
+        laws = tuple(law.strip() for law in args.laws.split(",") if law.strip())
+        known = (*LAW_NAMES, *settings.user_law_names(campaign.source))
+        unknown = [law for law in laws if law not in known] or ([] if laws else ["(none)"])
+        if unknown:
+            raise SpecError(f"--laws: unknown law {unknown[0]!r}; laws are {', '.join(known)}")
+        settings = dataclasses.replace(settings, laws=laws)
+        notes.append(f"laws from --laws (the spec's: {', '.join(campaign.plan.laws)})")  # type: ignore[union-attr]
+    campaign = dataclasses.replace(campaign, plan=settings)
+    sim = Simulation(campaign, settings, truth, args.noise, n_scale, d_scale, truth_path=str(args.truth))
+    say_on_stderr(f"simulating {campaign.name}: truth {truth.law} ({args.truth}), N* {sim.n_opt:.4g}; "
+                  f"{args.seeds} seeds x 3 strategies")
+    trajectories = simulate(sim, args.seeds, say_on_stderr, verbose=args.verbose)
+    seconds = time.perf_counter() - started
+    data = as_json(sim, trajectories, seconds, known_vocab, settings.bootstrap)
+    if args.out:
+        from lawfit.result import write_json_atomic
+
+        write_json_atomic(Path(args.out), data)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(table(sim, trajectories, seconds, known_vocab, "; ".join(notes)))
     return 0

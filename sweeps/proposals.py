@@ -2,9 +2,17 @@
 
 1. The predicted optimum: the preset nearest N* (in log N), trained for the
    target budget (D = C / 6N) on the grid fraction nearest the target U_D.
+   It is proposed outright when it costs at most a run's share of the budget
+   left, remaining / (runs_per_round · proposal rounds left); a dearer one
+   is only a candidate of step 2, proposed if it narrows N* most. (In the
+   quickstart it cost 2e12 of the 3.2e12 left, and as a sure pick it crowded
+   out the runs that narrow N*: ``smslab campaign simulate``, docs/sweeps.md.)
 2. The runs that most narrow N*'s bootstrap interval per FLOP
    (``lawfit.design.choose_runs``), from the candidates presets × grid
-   fractions × epochs that no earlier round ran.
+   fractions × epochs that no earlier round ran; a run counts as costing at
+   least its share of the budget left, so that when ``runs_per_round`` binds
+   a cheap run does not win by cheapness alone (``narrowing_runs``). No run
+   is chosen so when fewer than 3 bootstrap fits reached an optimum.
 
 Both stay within the campaign's remaining compute budget; a run the corpus or
 preset cannot train is left out with the reason said.
@@ -14,10 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from lawfit.design import Candidate, choose_runs
+from lawfit.design import Candidate, Choice, choose_runs
 from lawfit.names import FLOPS_PER_PARAM_TOKEN
 from lawfit.planning import ComputeOptimalPlan
 from lawfit.result import FitResult
@@ -32,7 +41,7 @@ class Proposal:
 
     spec: RunSpec
     reason: str
-    n_params: int  # N (non-embedding)
+    n_params: int  # N as the campaign's [plan] n_convention counts it (the N its laws are fitted on)
     unique_tokens: int  # U_D of its fraction
     tokens: int  # D it trains for
     n_opt: float | None = None  # the N* it was proposed for (the predicted optimum)
@@ -81,7 +90,9 @@ def with_learning_rate(spec: RunSpec, rates: dict[str, float]) -> RunSpec:
 def proposal_for(campaign: Campaign, spec: RunSpec, reason: str, n_opt: float | None = None) -> Proposal:
     """``spec`` as a proposal, its N, U_D and D read off the corpus (``RunError`` when it cannot run)."""
     prepared = campaign.prepare(spec)
-    return Proposal(spec, reason, prepared.n_params, prepared.plan.unique_tokens, prepared.plan.total_tokens, n_opt)
+    with_embeddings = campaign.plan is not None and campaign.plan.n_convention == "with_embeddings"
+    n_params = prepared.n_params_with_embeddings if with_embeddings else prepared.n_params
+    return Proposal(spec, reason, n_params, prepared.plan.unique_tokens, prepared.plan.total_tokens, n_opt)
 
 
 def candidate_specs(campaign: Campaign, rates: dict[str, float]) -> list[RunSpec]:
@@ -96,7 +107,43 @@ def candidate_specs(campaign: Campaign, rates: dict[str, float]) -> list[RunSpec
             for preset in plan.presets for fraction in campaign.grid.fractions for e in epochs]
 
 
-def propose_runs(campaign: Campaign, known: Set[str], fit: FitResult, compute_plan: ComputeOptimalPlan,
+@dataclass(frozen=True)
+class SharedCost(Candidate):
+    """A candidate whose cost, for ranking, is at least ``share``: its part of the budget a round may spend."""
+
+    share: float = 0.0
+
+    @property
+    def cost_flops(self) -> float:
+        return max(FLOPS_PER_PARAM_TOKEN * self.n_params * self.tokens, self.share)
+
+
+def narrowing_runs(fit: FitResult, pool: Mapping[str, Proposal], compute_plan: ComputeOptimalPlan, count: int,
+                   remaining_flops: float, rounds_left: int) -> list[Choice]:
+    """Up to ``count`` runs of ``pool`` that most narrow N*'s interval (``lawfit.design.choose_runs``, greedy by
+    variance reduction of log N* per FLOP), within ``remaining_flops``.
+
+    A run is ranked as costing at least its share of what the proposal rounds left may spend,
+    remaining / (count · rounds left): when ``runs_per_round`` binds before the budget does, FLOPs a round
+    leaves unspent buy nothing, so a run that is merely cheap no longer wins over one that tells more about
+    N* (the quickstart's simulation picked 1-epoch runs of the largest model over better ones). What is left
+    after the picks (a run dearer than its share uses up more) is offered again to the rest of the count."""
+    chosen: list[Choice] = []
+    left = remaining_flops
+    while count > len(chosen) and left > 0:
+        share = left / ((count - len(chosen)) * rounds_left)
+        taken = {c.candidate.key for c in chosen}
+        candidates = [SharedCost(k, float(v.n_params), float(v.tokens), float(v.unique_tokens), share)
+                      for k, v in pool.items() if k not in taken and v.cost_flops <= left]
+        picks = choose_runs(fit, candidates, compute_plan.flops, compute_plan.unique_tokens, count - len(chosen), left)
+        if not picks:
+            break
+        chosen += picks
+        left -= sum(pool[c.candidate.key].cost_flops for c in picks)
+    return chosen
+
+
+def propose_runs(campaign: Campaign, known: AbstractSet[str], fit: FitResult, compute_plan: ComputeOptimalPlan,
                  remaining_flops: float, rates: dict[str, float], round_number: int, say: Say) -> list[Proposal]:
     """The next round's runs (see the module docstring); ``known`` holds the run ids run or proposed before."""
     plan = campaign.plan
@@ -107,7 +154,7 @@ def propose_runs(campaign: Campaign, known: Set[str], fit: FitResult, compute_pl
     proposals: list[Proposal] = []
     base = campaign.runs[0]
     vocab_size = campaign.prepare(base).vocab_size
-    sizes = {p: laws_n(p, vocab_size) for p in plan.presets}
+    sizes = {p: laws_n(p, vocab_size, plan.n_convention) for p in plan.presets}
     nearest = min(sizes, key=lambda p: abs(math.log(sizes[p]) - math.log(compute_plan.n_opt)))
     unique = compute_plan.unique_tokens
     fractions = {f: campaign.prepare(dataclasses.replace(base, fraction=f, epochs=1.0, tokens=None)).plan.unique_tokens
@@ -116,6 +163,8 @@ def propose_runs(campaign: Campaign, known: Set[str], fit: FitResult, compute_pl
     tokens = int(plan.target_flops / (FLOPS_PER_PARAM_TOKEN * sizes[nearest]))
     optimum = with_learning_rate(dataclasses.replace(base, preset=nearest, fraction=fraction, epochs=None, tokens=tokens),
                                  rates)
+    rounds_left = max(1, plan.max_rounds - round_number)  # proposal rounds left, this one included
+    contender: Proposal | None = None  # the optimum when it is dear: one candidate among the others
     label = f"the predicted optimum ({nearest}, {tokens:,} tokens on fraction {fraction:g})"
     try:
         candidate = proposal_for(campaign, optimum, "predicted optimum", compute_plan.n_opt)
@@ -127,12 +176,20 @@ def propose_runs(campaign: Campaign, known: Set[str], fit: FitResult, compute_pl
         elif candidate.cost_flops > remaining_flops:
             say(f"round {round_number}: {label} is not proposed: it costs {candidate.cost_flops:.3g} FLOPs, "
                 f"{remaining_flops:.3g} are left in the budget")
+        elif candidate.cost_flops > remaining_flops / (plan.runs_per_round * rounds_left):
+            say(f"round {round_number}: {label} costs {candidate.cost_flops:.3g} FLOPs, more than a run's share of "
+                f"the {remaining_flops:.3g} left: it is proposed only if it narrows N* most")
+            contender = candidate
         else:
             proposals.append(candidate)
             remaining_flops -= candidate.cost_flops
             known.add(optimum.run_id())
     count = plan.runs_per_round - len(proposals)
-    if count > 0 and fit.bootstrap is not None:
+    draws = len(fit.bootstrap.draws) if fit.bootstrap is not None else 0
+    if count > 0 and draws < 3:
+        say(f"round {round_number}: no run is chosen to narrow N*: only {draws} bootstrap fits reached an optimum "
+            "(the design needs 3)")
+    elif count > 0:
         pool: dict[str, Proposal] = {}
         for spec in candidate_specs(campaign, rates):
             if spec.run_id() in known:
@@ -141,8 +198,9 @@ def propose_runs(campaign: Campaign, known: Set[str], fit: FitResult, compute_pl
                 pool[spec.run_id()] = proposal_for(campaign, spec, "narrows N*")
             except RunError:  # combinations the corpus cannot run are not candidates
                 continue
-        candidates = [Candidate(k, float(v.n_params), float(v.tokens), float(v.unique_tokens)) for k, v in pool.items()]
-        for choice in choose_runs(fit, candidates, compute_plan.flops, compute_plan.unique_tokens, count, remaining_flops):
+        if contender is not None:
+            pool[contender.run_id] = contender
+        for choice in narrowing_runs(fit, pool, compute_plan, count, remaining_flops, rounds_left):
             proposals.append(dataclasses.replace(pool[choice.candidate.key],
                                                  variance_reduction_log_n_star=choice.variance_reduction,
                                                  log_n_star_sd_after=choice.log_n_star_sd_after))

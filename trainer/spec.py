@@ -117,10 +117,11 @@ class Prepared:
         return self.corpus.manifest.vocab_size
 
 
-def laws_n(preset: str, vocab_size: int) -> int:
-    """N the laws use for ``preset`` on a vocabulary of ``vocab_size`` (non-embedding; see N_FOR_LAWS)."""
+def laws_n(preset: str, vocab_size: int, n_convention: str = "non_embedding") -> int:
+    """N the laws use for ``preset`` on a vocabulary of ``vocab_size``: without embeddings (N_FOR_LAWS, the
+    default) or, for ``n_convention="with_embeddings"``, with them."""
     try:
-        return count_params(get_preset(preset).config(vocab_size), include_embeddings=False)
+        return count_params(get_preset(preset).config(vocab_size), include_embeddings=n_convention == "with_embeddings")
     except KeyError as exc:
         raise RunError(str(exc.args[0])) from None
 
