@@ -26,6 +26,7 @@ from dashboards.data import (
     load_view,
 )
 from dashboards.views import (
+    MEASURES_VIEW,
     VIEW_NAMES,
     ViewSettings,
     build_views,
@@ -42,7 +43,7 @@ from lawfit.names import LAW_NAMES, PAPER_LAW_NAMES
 TITLES = {
     "progress": "Campaign progress", "comparison": "Law comparison (Table 3)", "curves": "Curves and laws (Fig. 4-5)",
     "residuals": "Residuals (Fig. 6)", "iso_flop": "Iso-FLOP curves", "frontier": "Compute-optimal frontier",
-    "overfitting": "Overfitting onset",
+    "overfitting": "Overfitting onset", MEASURES_VIEW: "Evaluation measures against N and D",
 }
 
 
@@ -111,6 +112,9 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         dcc.Store(id="curves-drawn"),
         *[html.Div([html.H3(TITLES[name]), dcc.Graph(id=f"fig-{name}", config={"displaylogo": False})])
           for name in VIEW_NAMES],
+        # Hidden until the campaign's runs carry evaluation measures (the callback below shows it).
+        html.Div([html.H3(TITLES[MEASURES_VIEW]), dcc.Graph(id=f"fig-{MEASURES_VIEW}", config={"displaylogo": False})],
+                 id=f"section-{MEASURES_VIEW}", style={"display": "none"}),
     ], style={"fontFamily": "sans-serif", "margin": "16px"})
 
     @app.callback(Output("data-version", "data"), [Input("refresh", "n_intervals"), Input("campaign", "value")],
@@ -123,7 +127,8 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
         except DataUnavailable as exc:
             version = f"unavailable: {exc}"
         else:
-            version = "none" if view is None else f"{campaign_name}:{len(view.points)}:{sorted(view.statuses.items())}:{len(view.rounds)}"
+            version = "none" if view is None else (f"{campaign_name}:{len(view.points)}:{sorted(view.statuses.items())}:"
+                                                   f"{len(view.rounds)}:{int(view.measures.notna().sum().sum())}")
         return no_update if version == current else version
 
     inputs = [Input("campaign", "value"), Input("laws", "value"), Input("split", "value"), Input("plan-law", "value"),
@@ -149,9 +154,14 @@ def create_app(tracking_uri: str, campaign: str | None = None, refresh_s: float 
             settings = ViewSettings(tuple(laws or ()), split or "all", plan_law or None)
             return build_views(view, settings, source.cache, names=(name,))[name]
 
-    for view_name in VIEW_NAMES:
+    for view_name in (*VIEW_NAMES, MEASURES_VIEW):
         if view_name != "curves":
             add_view(view_name)
+
+    @app.callback(Output(f"section-{MEASURES_VIEW}", "style"), [Input("campaign", "value"), Input("data-version", "data")])
+    def show_measures(campaign_name, _version):  # type: ignore[no-untyped-def]
+        view, _ = view_or_message(campaign_name)
+        return {"display": "block" if view is not None and view.has_measures else "none"}
 
     # The curves draw first without the laws (no fit needed), then the laws' traces are patched in.
     @app.callback([Output("fig-curves", "figure"), Output("curves-drawn", "data")], inputs)

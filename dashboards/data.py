@@ -54,6 +54,13 @@ class CampaignView:
     recorded_round: int | None = None  # the round the recorded fits and plan are from
     points_setting: str = "final"  # what the campaign fits: each run's "final" loss, or its whole "curve"
     left_out: int = 0  # points read back with a loss, N, D or U_D that is not a finite positive number
+    # One row per evaluated run (Tracker.read_measures): run_id, N, N_with_embeddings, D, U_D, eval_* columns.
+    measures: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def has_measures(self) -> bool:
+        """Whether any run carries evaluation measures: the measures view is shown only then."""
+        return not self.measures.empty
 
     @property
     def fit_points(self) -> pd.DataFrame:
@@ -114,6 +121,7 @@ def load_view(tracking_uri: str, campaign: str) -> CampaignView:
         points = tracker.read_points(campaign)
         statuses = tracker.run_statuses(campaign)
         settings = tracker.campaign_params(campaign)
+        measures = tracker.read_measures(campaign)
         with tempfile.TemporaryDirectory() as folder:
             artifacts = tracker.download_campaign_artifacts(campaign, folder)
             fits, rounds, plan, latest = _read_rounds(artifacts) if artifacts is not None else ({}, (), None, None)
@@ -127,7 +135,7 @@ def load_view(tracking_uri: str, campaign: str) -> CampaignView:
     final = fit_points(points, statuses, "final")
     points_setting = settings.get("points", "final") if settings.get("points") in POINT_SELECTIONS else "final"
     return CampaignView(campaign, points, final, statuses, fits, rounds, plan, latest, points_setting,
-                        int((~usable).sum()))
+                        int((~usable).sum()), measures)
 
 
 def _read_rounds(folder: Path) -> tuple[dict[str, FitResult], tuple[dict[str, float], ...], dict[str, object] | None,

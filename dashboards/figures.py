@@ -9,6 +9,7 @@
 - ``frontier_figure``: N*(C), D*(C) and epochs*(C) with bootstrap bands.
 - ``overfitting_figure``: the epoch count where the loss turns up, over N and U_D.
 - ``progress_figure``: runs by state, and N*'s interval width by round.
+- ``measures_figure``: each evaluation measure against N and D, the real set's value as a line.
 
 Curves use WebGL traces (``Scattergl``), one per model size for the data and
 one per (law, size) for the predictions, whatever the number of runs; each
@@ -35,6 +36,11 @@ from lawfit.result import FitResult
 MAX_POINTS_PER_CURVE = 200
 CURVES_TITLE = "Validation loss against tokens seen, with each law's prediction (MuPT Fig. 4-5)"
 LAW_DASH = {"chinchilla": "dot", "data_constrained": "dash", "dprime": "dashdot", "nd": "longdash", "sms": "solid"}
+ISO_FLOP_FRAME_FACTOR = 1.5  # the iso-FLOP loss axis shows each curve up to this multiple of its minimum
+AXIS_PAD = 0.05  # of a framed axis' log span, either side
+MEASURE_PREFIX = "eval_"  # storage.tracking.MEASURE_PREFIX: evaluation measures are the runs' eval_* metrics
+REAL_MEASURE_PREFIX = "eval_real_"  # the real (held-out) set's value of the same measure
+MEASURE_SET_SIZES = ("eval_samples",)  # the sampled set's size, logged beside the measures (eval_real_tunes: the real set's)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -138,29 +144,49 @@ def _predictions(fit: FitResult, points: pd.DataFrame) -> np.ndarray:
     return law.predict(fit.params, points["N"].to_numpy(float), points["D"].to_numpy(float), points["U_D"].to_numpy(float))
 
 
+def size_colour_axis(sizes: Sequence[float]) -> dict[str, object]:
+    """The shared colour axis of points coloured by log10 N: a colour bar titled with the variable and its
+    unit, ticks at the sizes (or at whole decades when there are many) labelled in parameters."""
+    log_n = np.log10(np.asarray(sorted(set(sizes)), dtype=float))
+    if len(log_n) > 8:
+        log_n = np.arange(math.floor(log_n[0]), math.ceil(log_n[-1]) + 1, dtype=float)
+    lo, hi = float(log_n.min()), float(log_n.max())
+    return {"colorscale": "Viridis", "cmin": lo, "cmax": hi if hi > lo else lo + 1,
+            "colorbar": {"title": {"text": "model size N<br>(parameters)"}, "tickvals": list(log_n),
+                         "ticktext": [f"{10**v:.3g}" for v in log_n]}}
+
+
 def residuals_figure(points: pd.DataFrame, fits: Sequence[FitResult], train_max_n: float | None = None) -> go.Figure:
-    """log L̂ − log L against D for every point, one panel per law (MuPT Fig. 6)."""
+    """log L̂ − log L against D for every point, one panel per law (MuPT Fig. 6).
+
+    Points are coloured by model size N on one colour axis shared by every panel (log10 N, so a colour is
+    the same size in each panel), read off its colour bar; the legend tells train from held-out sizes
+    (circles, crosses)."""
     _check_points(points)
     if not fits:
         raise FigureInputError("no fitted law to take residuals of")
     fig = make_subplots(rows=len(fits), cols=1, shared_xaxes=True, subplot_titles=[f"{f.law}" for f in fits],
                         vertical_spacing=0.06)
+    n_values = points["N"].to_numpy(float)
     for row, fit in enumerate(fits, start=1):
         residual = np.log(_predictions(fit, points)) - np.log(points["loss"].to_numpy(float))
-        held = points["N"].to_numpy(float) > train_max_n if train_max_n is not None else np.zeros(len(points), bool)
+        held = n_values > train_max_n if train_max_n is not None else np.zeros(len(points), bool)
         for mask, label, symbol in ((~held, "train sizes", "circle"), (held, "held-out sizes", "x")):
             if not mask.any():
                 continue
             fig.add_trace(go.Scattergl(
                 x=points["D"][mask], y=residual[mask], mode="markers", name=label, legendgroup=label,
-                showlegend=row == 1, marker={"size": 5, "symbol": symbol, "color": np.log10(points["N"][mask]),
-                                             "colorscale": "Viridis"},
-                hovertemplate="D=%{x:.4g}<br>log L̂ − log L=%{y:.4f}<extra></extra>",
+                showlegend=row == 1, customdata=n_values[mask],
+                marker={"size": 5, "symbol": symbol, "color": np.log10(n_values[mask]), "coloraxis": "coloraxis"},
+                hovertemplate="N=%{customdata:.4g}<br>D=%{x:.4g}<br>log L̂ − log L=%{y:.4f}<extra></extra>",
             ), row=row, col=1)
         fig.add_hline(y=0, line={"color": "#888", "width": 1}, row=row, col=1)
         fig.update_yaxes(title_text="log L̂ − log L", row=row, col=1)
     fig.update_xaxes(type="log", title_text="tokens seen D", row=len(fits), col=1)
-    fig.update_layout(title="Residuals of each law (MuPT Fig. 6)", template="plotly_white", height=220 * len(fits) + 120)
+    fig.update_layout(title="Residuals of each law (MuPT Fig. 6)", template="plotly_white", height=220 * len(fits) + 120,
+                      coloraxis=size_colour_axis(n_values),
+                      # The colour bar takes the right margin: the legend (train / held-out) goes above the panels.
+                      legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"})
     return fig
 
 
@@ -173,7 +199,7 @@ def comparison_figure(fits: Sequence[FitResult]) -> go.Figure:
         if metrics is None:
             return "-"
         value = getattr(metrics, attr)
-        return "-" if value != value else format(value, fmt)
+        return "-" if math.isnan(value) else format(value, fmt)
 
     header = ["law", "R² train", "Huber train", "R² test", "Huber test", "R² LOSO", "Huber LOSO", "procedure"]
     rows = []
@@ -190,11 +216,52 @@ def comparison_figure(fits: Sequence[FitResult]) -> go.Figure:
     return fig
 
 
+def loss_axis_range(curves: Sequence[np.ndarray], minima: Sequence[float],
+                    factor: float = ISO_FLOP_FRAME_FACTOR, pad: float = AXIS_PAD) -> list[float]:
+    """The log10 range of a log loss axis that frames each curve's minimum (see ``iso_flop_figure``).
+
+    Each curve contributes its minimum (the lower of its lowest finite positive value and ``minima``'s entry)
+    and its largest value within ``factor`` × that minimum; the axis spans the lowest such minimum to the
+    highest such value, padded by ``pad`` of that span in log units either side. A curve flat to within
+    rounding gets a span of ``log10(factor)``, so it still shows as a line in the middle.
+    """
+    lows: list[float] = []
+    highs: list[float] = []
+    for loss, minimum in zip(curves, minima, strict=True):
+        values = np.append(np.asarray(loss, dtype=float), minimum)
+        values = values[np.isfinite(values) & (values > 0)]  # a law may give NaN or ≤ 0 far from its data
+        if values.size == 0:
+            continue
+        lowest = float(values.min())
+        lows.append(lowest)
+        highs.append(float(values[values <= lowest * factor].max()))
+    if not lows:
+        raise FigureInputError("the law predicts no finite positive loss at these budgets")
+    lo, hi = math.log10(min(lows)), math.log10(max(highs))
+    if hi - lo < 1e-9:  # flat curves: a zero-height axis would hide them
+        half = math.log10(factor) / 2
+        lo, hi = lo - half, hi + half
+    margin = pad * (hi - lo)
+    return [lo - margin, hi + margin]
+
+
 def iso_flop_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: float | None,
                     n_range: tuple[float, float] | None = None) -> go.Figure:
-    """Loss against N at fixed C = 6·N·D for each budget, with its minimum marked."""
+    """Loss against N at fixed C = 6·N·D for each budget, with its minimum marked.
+
+    The loss axis is framed around the minima, not the whole curves (``loss_axis_range``): it runs from
+    the lowest budget's minimum to the highest loss any curve reaches within ``ISO_FLOP_FRAME_FACTOR``
+    (1.5) × its own minimum, plus ``AXIS_PAD`` (5 %) of that log span either side. Far from its minimum an
+    iso-FLOP curve runs off (small N on many tokens: a law fitted on diverging small runs predicts losses
+    of hundreds there), and an axis spanning it all squashes the minima, which this view exists to show,
+    at the bottom. The rule reads only each curve against its own minimum, so no value off to the side,
+    however large, moves the frame, and every minimum is inside it whatever the campaign's loss scale.
+    The points outside stay in the traces: hover, zoom or autoscale (double click) shows them.
+    """
     law = get_law(fit.law)
     fig = go.Figure()
+    curves: list[np.ndarray] = []
+    minima: list[float] = []
     for i, flops in enumerate(sorted(budgets)):
         c6 = flops / FLOPS_PER_PARAM_TOKEN
         plan = plan_compute_optimal(fit.with_bootstrap(None) if fit.bootstrap else fit, flops, unique_tokens)  # type: ignore[arg-type]
@@ -205,6 +272,8 @@ def iso_flop_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: flo
         u = np.full_like(n, unique_tokens) if unique_tokens else d
         with np.errstate(all="ignore"):
             loss = law.predict(fit.params, n, d, u)
+        curves.append(np.asarray(loss, dtype=float))
+        minima.append(float(plan.loss))
         colour = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(x=n, y=loss, mode="lines", name=f"C={flops:.2g}", line={"color": colour},
                                  hovertemplate="N=%{x:.4g}<br>L̂=%{y:.4f}<extra></extra>"))
@@ -213,7 +282,10 @@ def iso_flop_figure(fit: FitResult, budgets: Sequence[float], unique_tokens: flo
                                  hovertemplate=f"C={flops:.3g}: N*=%{{x:.4g}}, L=%{{y:.4f}}<extra></extra>"))
     data = "unlimited unique data" if not unique_tokens else f"U_D = {unique_tokens:.3g} unique tokens"
     fig.update_layout(title=f"Iso-FLOP curves of the {fit.law} law ({data}); stars: the minima",
-                      xaxis={"title": "parameters N", "type": "log"}, yaxis={"title": "predicted loss", "type": "log"},
+                      xaxis={"title": "parameters N", "type": "log"},
+                      # A log axis' range is in log10 units; an explicit range turns autorange off.
+                      yaxis={"title": "predicted loss", "type": "log", "range": loss_axis_range(curves, minima),
+                             "autorange": False},
                       template="plotly_white", height=460)
     return fig
 
@@ -285,6 +357,60 @@ def progress_figure(statuses: Mapping[str, str], rounds: Sequence[Mapping[str, f
                                  showlegend=False, hovertemplate="round %{x}: %{y:.3g}<extra></extra>"), row=1, col=2)
     fig.update_xaxes(title_text="round", dtick=1, row=1, col=2)
     fig.update_layout(title="Campaign progress", template="plotly_white", height=380)
+    return fig
+
+
+def measure_names(frame: pd.DataFrame) -> list[str]:
+    """The evaluation measures of a measures table (``Tracker.read_measures``): each ``eval_<measure>`` column
+    but the real set's (``eval_real_*``) and the set size (``eval_samples``), sorted."""
+    return sorted(column.removeprefix(MEASURE_PREFIX) for column in frame.columns
+                  if column.startswith(MEASURE_PREFIX) and not column.startswith(REAL_MEASURE_PREFIX)
+                  and column not in MEASURE_SET_SIZES and frame[column].notna().any())
+
+
+def measures_figure(frame: pd.DataFrame) -> go.Figure:
+    """Each evaluation measure against N and against D, one row of two panels per measure.
+
+    ``frame`` has a row per run (``Tracker.read_measures``): N, D, U_D and ``eval_<measure>`` at the run's
+    latest evaluated checkpoint, with the real set's value in ``eval_real_<measure>``. The real set's value is a
+    horizontal dashed line (the median over runs: every run is measured against the same held-out tunes, so
+    they agree unless the reference set changed). Points are coloured by model size N on one colour axis
+    (log10 N, the residuals' colour bar), so the D panel shows each size's runs apart.
+    """
+    names = measure_names(frame)
+    if frame.empty or not names:
+        raise FigureInputError("no run of this campaign has evaluation measures (eval_* metrics) yet: "
+                               "`smslab eval run` records them")
+    fig = make_subplots(rows=len(names), cols=2, shared_xaxes="columns", horizontal_spacing=0.08,
+                        vertical_spacing=min(0.06, 0.3 / len(names)),
+                        subplot_titles=[f"{name} against {axis}" for name in names for axis in ("N", "D")])
+    usable = frame[np.isfinite(frame["N"].to_numpy(float)) & (frame["N"].to_numpy(float) > 0)]
+    for row, name in enumerate(names, start=1):
+        column = f"{MEASURE_PREFIX}{name}"
+        rows = usable[usable[column].notna()]
+        for col, axis in enumerate(("N", "D"), start=1):
+            fig.add_trace(go.Scattergl(
+                x=rows[axis], y=rows[column], mode="markers", showlegend=False,
+                marker={"size": 7, "color": np.log10(rows["N"].to_numpy(float)), "coloraxis": "coloraxis"},
+                customdata=np.stack([rows["run_id"].astype(str), rows["N"], rows["D"], rows["U_D"]], axis=1),
+                hovertemplate=f"{name}=%{{y:.4g}}<br>run %{{customdata[0]}}<br>N=%{{customdata[1]:.4g}}, "
+                              "D=%{customdata[2]:.4g}, U_D=%{customdata[3]:.4g}<extra></extra>",
+            ), row=row, col=col)
+            fig.update_xaxes(type="log", row=row, col=col)
+        real_column = f"{REAL_MEASURE_PREFIX}{name}"
+        real = frame[real_column].dropna() if real_column in frame else pd.Series(dtype=float)
+        if not real.empty:
+            level = float(real.median())
+            line = {"color": "#444", "width": 1.5, "dash": "dash"}
+            fig.add_hline(y=level, line=line, row=row, col=1)
+            fig.add_hline(y=level, line=line, row=row, col=2, annotation_text=f"real set {level:.4g}",
+                          annotation_position="top right")
+        fig.update_yaxes(title_text=name, row=row, col=1)
+    fig.update_xaxes(title_text="parameters N", row=len(names), col=1)
+    fig.update_xaxes(title_text="tokens seen D (at the evaluated checkpoint)", row=len(names), col=2)
+    fig.update_layout(title="Evaluation measures of the samples against N and D; dashed: the real set's value",
+                      template="plotly_white", height=260 * len(names) + 140,
+                      coloraxis=size_colour_axis(usable["N"].to_numpy(float)) if not usable.empty else None)
     return fig
 
 

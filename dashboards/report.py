@@ -5,23 +5,24 @@ from __future__ import annotations
 import html
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dashboards.app import TITLES
 from dashboards.data import FitCache, load_view
-from dashboards.views import VIEW_NAMES, ViewSettings, build_views
+from dashboards.views import ViewSettings, build_views, view_names
 
 
 def write_report(tracking_uri: str, campaign: str, out: str | Path, settings: ViewSettings | None = None) -> Path:
     view = load_view(tracking_uri, campaign)
-    built = build_views(view, settings or ViewSettings(), FitCache())
+    names = view_names(view)
+    built = build_views(view, settings or ViewSettings(), FitCache(), names)
     parts = []
-    for i, name in enumerate(VIEW_NAMES):
+    for i, name in enumerate(names):
         # The first figure carries plotly.js itself, so the file opens with no network.
         body = built[name].to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
         parts.append(f"<section id='fig-{name}'><h2>{html.escape(TITLES[name])}</h2>\n{body}\n</section>")
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     finished = sum(1 for s in view.statuses.values() if s == "finished")
     page = (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"

@@ -20,6 +20,12 @@ from lawfit.result import FitResult, best_fit
 from lawfit.scoring import default_train_max_n
 
 VIEW_NAMES = ("progress", "comparison", "curves", "residuals", "iso_flop", "frontier", "overfitting")
+MEASURES_VIEW = "measures"  # shown only for a campaign whose runs carry evaluation measures (eval_* metrics)
+
+
+def view_names(view: CampaignView) -> tuple[str, ...]:
+    """The views of ``view``: every one in ``VIEW_NAMES``, and the measures when its runs have any."""
+    return (*VIEW_NAMES, MEASURES_VIEW) if view.has_measures else VIEW_NAMES
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ def build_views(view: CampaignView, settings: ViewSettings, cache: FitCache,
         "iso_flop": planned(lambda fit: figures.iso_flop_figure(fit, budgets(), unique())),
         "frontier": planned(lambda fit: figures.frontier_figure(fit, budgets(), unique())),
         "overfitting": overfitting,
+        MEASURES_VIEW: lambda: figures.measures_figure(view.measures),
     }
     return {name: guarded(builders[name]) for name in names}
 

@@ -1,4 +1,4 @@
-"""``smslab eval abc``: measures of any set of ABC tunes, real or generated (evals/measures.py).
+"""``smslab eval abc`` and ``smslab eval run`` (evals/run_eval.py): measures of any set of ABC tunes, real or generated (evals/measures.py).
 
 ``add_commands`` registers ``smslab eval`` and returns its sub-command set, so that later evaluation
 commands (``smslab eval run``) can join it. Nothing heavy is imported until a handler runs.

@@ -138,8 +138,8 @@ def comparison_table(fits: Sequence[FitResult], points: LossPoints) -> str:
     loso = [f for f in fits if f.leave_one_size_out is not None]
     if loso:
         best = best_fit(loso)
-        footer += (f"\nlowest leave-one-size-out Huber: {best.law} ({best.procedure}) — the law and procedure a "
-                   "campaign plans with")
+        footer += (f"\nlowest leave-one-size-out Huber: {best.law} ({best.procedure}) — what a campaign fitting "
+                   "these laws would plan with")
     note = weak_note([m for f in fits for m in (f.metrics.get("test"), f.leave_one_size_out)])
     return "\n".join(head) + "\n\n" + body + footer + ("\n" + note if note else "")
 

@@ -13,11 +13,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     export = runs_cmds.add_parser(
         "export",
         help="every curve of a campaign as the loss-point table (CSV or Parquet)",
-        description="Write run_id, N, D, U_D, loss, step, split for every validation point of a campaign.",
+        description=("Write run_id, N, D, U_D, loss, step, split for every validation point of a campaign; with "
+                     "--measures, one row per evaluated run instead: run_id, N, N_with_embeddings, D, U_D and each "
+                     "eval_* measure (smslab eval run) at the run's latest evaluated D."),
     )
     export.add_argument("--tracking-uri", required=True, help="e.g. sqlite:////abs/path/mlflow.db or http://127.0.0.1:5000")
     export.add_argument("--campaign", default="default", help="the campaign (MLflow experiment) name")
     export.add_argument("--out", required=True, help="FILE.parquet or FILE.csv")
+    export.add_argument("--measures", action="store_true",
+                        help="export the runs' eval_* measures (one row per run) instead of the loss points")
     export.set_defaults(handler=run_export)
 
 
@@ -43,12 +47,16 @@ def run_export(args: argparse.Namespace) -> int:
         tracker.require_campaign(args.campaign)
     except StorageError as exc:
         return error(f"--campaign: {exc}")
-    frame = tracker.read_points(args.campaign)
+    # The measures are a table of their own: the loss-point table keeps its shape (lawfit reads it).
+    frame = tracker.read_measures(args.campaign) if args.measures else tracker.read_points(args.campaign)
     try:
         export_points(frame, args.out)
     except (OSError, ValueError) as exc:
         return error(f"--out {args.out}: cannot write the table: {exc}")
-    print(f"{len(frame)} points of {frame['run_id'].nunique()} runs written to {args.out}")
+    if args.measures:
+        print(f"measures of {len(frame)} runs written to {args.out}")
+    else:
+        print(f"{len(frame)} points of {frame['run_id'].nunique()} runs written to {args.out}")
     return 0
 
 

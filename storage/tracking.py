@@ -51,7 +51,7 @@ from storage.sqlite_store import (
     sqlite_file,
 )
 
-__all__ = ["RunRecord", "StorageError", "StoreFullError", "Tracker", "default_tracking_uri", "open_store", "with_retry"]
+__all__ = ["MEASURE_COLUMNS", "MEASURE_PREFIX", "RunRecord", "StorageError", "StoreFullError", "Tracker", "default_tracking_uri", "open_store", "with_retry"]
 
 RUN_ID_TAG = "smslab.run_id"
 STATUS_TAG = "smslab.status"
@@ -59,6 +59,10 @@ CAMPAIGN_TAG = "smslab.campaign"
 ERROR_TAG = "smslab.error"
 KIND_TAG = "smslab.kind"
 MAX_TAG_CHARS = 5000  # MLflow keeps tag values up to 8,000 characters
+# Measures of a run's samples (evals) are metrics named with this prefix, at step = the checkpoint's D.
+MEASURE_PREFIX = "eval_"
+# The leading columns of the measures table (``Tracker.read_measures``); one ``eval_*`` column per measure follows.
+MEASURE_COLUMNS = ("run_id", "N", "N_with_embeddings", "D", "U_D")
 
 T = TypeVar("T")
 
@@ -262,6 +266,44 @@ class Tracker:
         ]
         if metrics:
             with_retry(lambda: self.client.log_batch(mlflow_run_id, metrics=metrics))
+
+    def log_measures(self, mlflow_run_id: str, measures: Mapping[str, float], step: int) -> None:
+        """Log named values (e.g. ``eval_validity_v1``) in one batch at MLflow step ``step`` (tokens seen, as for
+        curve points, so measures and losses of a checkpoint share a step)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, int(step)) for key, value in measures.items()]
+        if metrics:
+            with_retry(lambda: self.client.log_batch(mlflow_run_id, metrics=metrics))
+
+    def read_measures(self, campaign: str, prefix: str = MEASURE_PREFIX):  # type: ignore[no-untyped-def]
+        """One row per run that has metrics named ``prefix*``: ``MEASURE_COLUMNS``, then each such metric's
+        value at the run's latest measured step (D). Values logged at an earlier step are left out (NaN), so a
+        row never mixes measures of two checkpoints. Public API, one metric history per measure (any store)."""
+        import pandas as pd
+
+        experiment = self.experiment_id(campaign, create=False)
+        rows: list[dict[str, object]] = []
+        if experiment is not None:
+            for run in with_retry(lambda: self.client.search_runs([experiment], max_results=50_000)):
+                keys = sorted(k for k in run.data.metrics if k.startswith(prefix))
+                if not keys:
+                    continue
+                histories = {key: self._latest_by_step(run.info.run_id, key) for key in keys}
+                d = max(step for history in histories.values() for step in history)
+                params = run.data.params
+                row: dict[str, object] = {
+                    "run_id": run.data.tags.get(RUN_ID_TAG, run.info.run_id), "N": params.get("N"),
+                    "N_with_embeddings": params.get("N_with_embeddings"), "D": d, "U_D": params.get("U_D")}
+                row.update({key: history.get(d) for key, history in histories.items()})
+                rows.append(row)
+        frame = pd.DataFrame(rows, columns=list(MEASURE_COLUMNS) if not rows else None)
+        for column in ("N", "N_with_embeddings", "D", "U_D"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        measure_columns = sorted(c for c in frame.columns if c not in MEASURE_COLUMNS)
+        frame = frame[[*MEASURE_COLUMNS, *measure_columns]].astype({c: float for c in measure_columns})
+        return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
 
     def set_status(self, mlflow_run_id: str, status: str, error: str | None = None) -> None:
         """Record smslab's status (running, interrupted, finished, failed), the error of a

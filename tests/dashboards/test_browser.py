@@ -103,8 +103,8 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
                               "--flops", "1e20", "--unique-tokens", "2e8", "--json"],
                              capture_output=True, text=True, check=True)
         plan = json.loads(cli.stdout)
-        shown = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=\s*([0-9.e+-]+)", answer, re.M))
-        intervals = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=.*\[([0-9.e+-]+),", answer, re.M))
+        shown = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=\s*([0-9.e+-]+)", answer, re.MULTILINE))
+        intervals = dict(re.findall(r"^(N\*|D\*|epochs\*|loss)\s*=.*\[([0-9.e+-]+),", answer, re.MULTILINE))
         for label, key in (("N*", "n_opt"), ("D*", "d_opt"), ("epochs*", "epochs"), ("loss", "loss")):
             assert float(shown[label]) == pytest.approx(plan[key], rel=1e-3), label
             assert float(intervals[label]) == pytest.approx(plan["interval"][key][0], rel=1e-3), label
@@ -175,7 +175,7 @@ def test_the_report_is_one_file_that_draws_every_view_with_no_network(browser, s
     uri, _ = synthetic_store
     out = tmp_path / "shared" / "report.html"
     proc = subprocess.run([sys.executable, "-m", "smslab", "report", "--tracking-uri", uri, "--campaign", "recorded",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--out", str(out)], capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text(encoding="utf-8")
     assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']https?://""", text)  # nothing fetched on load

@@ -10,7 +10,7 @@ import pytest
 
 
 def smslab(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smslab", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "smslab", *args], capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_bad_report_and_dash_arguments_exit_2_naming_the_input(synthetic_store, tmp_path: Path):

@@ -94,10 +94,9 @@ def test_the_overfitting_map_marks_where_the_sms_law_turns_up():
             assert (z[i, j] == pytest.approx(plan.epochs_best)) if plan.overfits else np.isnan(z[i, j])
 
 
-def test_comparison_and_progress_figures(synthetic_store):
-    uri, campaign = synthetic_store
+def test_comparison_and_progress_figures():
     fig = figures.comparison_figure([exact_fit("sms"), exact_fit("chinchilla")])
-    assert fig.data[0].type == "table" and list(fig.data[0].cells.values[0])[0].startswith("sms")
+    assert fig.data[0].type == "table" and fig.data[0].cells.values[0][0].startswith("sms")
     progress = figures.progress_figure({"a": "finished", "b": "failed", "c": "finished"},
                                        [{"round": 0, "ratio": 2.0}, {"round": 1, "ratio": 1.4}])
     assert list(progress.data[0].y) == [2, 1] and list(progress.data[1].y) == [2.0, 1.4]
@@ -107,7 +106,11 @@ def test_every_view_draws_for_a_campaign_and_says_why_when_it_cannot(synthetic_s
     uri, campaign = synthetic_store
     built = build_views(load_view(uri, campaign), ViewSettings(laws=("chinchilla", "sms")), FitCache())
     assert set(built) == set(VIEW_NAMES)
-    assert all(len(built[name].data) > 0 for name in VIEW_NAMES), [n for n in VIEW_NAMES if not built[n].data]
+    drawn = [n for n in VIEW_NAMES if n != "overfitting"]
+    assert all(len(built[name].data) > 0 for name in drawn), [n for n in drawn if not built[n].data]
+    # The campaign's law may predict no overfitting onset here (these curves barely turn up): then it says so.
+    overfitting = built["overfitting"]
+    assert overfitting.data or "does not turn up" in overfitting.layout.annotations[0].text
 
     empty = build_views(load_view(uri, "empty"), ViewSettings(laws=("chinchilla",)), FitCache())
     assert all(not fig.data and fig.layout.annotations for fig in empty.values())
@@ -174,7 +177,8 @@ def test_the_planning_law_is_the_one_asked_for_bootstrapped_or_a_clear_message(s
     fits, _ = fits_for(view, ("chinchilla", "sms"), "all", cache)
     assert all(f.leave_one_size_out is not None for f in fits)  # scored the way campaigns choose
     sms = chosen_fit(view, fits, "sms", cache)
-    assert sms.law == "sms" and sms.bootstrap is not None and len(sms.bootstrap.draws) == 100
+    assert sms.law == "sms" and sms.bootstrap is not None and sms.bootstrap.requested == 100
+    assert len(sms.bootstrap.draws) == sms.bootstrap.converged >= 90  # only draws that reached an optimum
     assert chosen_fit(view, fits, "sms", cache) is sms  # bootstrapped once
     best = min(fits, key=lambda f: f.leave_one_size_out.huber_mean)
     assert chosen_fit(view, fits, None, cache).law == best.law
