@@ -79,6 +79,10 @@ def test_every_view_draws_and_the_planner_answers_what_the_cli_answers(browser, 
         render_s = time.perf_counter() - started
         print(f"\ntime to first full render ({len(VIEW_NAMES)} views, fits made by the app): {render_s:.1f} s")
         for name in VIEW_NAMES:
+            if name == "overfitting" and not states[name]["traces"]:
+                # The campaign's law may predict no onset on these curves (they barely turn up): it says so.
+                assert any("does not turn up" in note for note in states[name]["notes"]), states[name]["notes"]
+                continue
             assert states[name]["traces"], f"{name} drew no data: {states[name]['notes']}"
         # The curves draw first; the laws' lines (2 laws x 5 sizes) are patched in once fitted.
         page.wait_for_function("document.querySelector('#fig-curves .js-plotly-plot').data.length === 15",

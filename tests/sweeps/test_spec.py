@@ -122,7 +122,7 @@ budget_flops = 5e12
         ("[lr_search]\nsteps = 2\n", "[lr_search] unknown key 'steps'"),
         (PLAN + "unique_tokens = -5\n", "[plan] unique_tokens must be positive"),
         (PLAN + "n_convention = 'total'\n", "[plan] n_convention must be one of non_embedding, with_embeddings"),
-        (PLAN + "law_files = ['missing_law.py']\n", "[plan] law_files:"),
+        (PLAN + "law_files = ['missing_law.py']\n", "[plan] law_files:"),  # refused before anything registers
         (PLAN + "laws = ['my_law']\n", "unknown law 'my_law'"),
     ],
 )
@@ -180,8 +180,15 @@ def test_plan_defaults_are_filled_in(folder: Path):
     assert plan.laws == ("chinchilla", "data_constrained", "dprime", "nd", "sms")
 
 
-def test_a_campaign_names_its_n_convention_and_its_own_laws(folder: Path):
+def test_a_campaign_names_its_n_convention_and_its_own_laws(folder: Path, monkeypatch: pytest.MonkeyPatch):
     import shutil
+
+    import lawfit.laws.base
+    import lawfit.user_law
+
+    # Loading the spec registers its law: in a registry of this test's own, so other tests see the built-ins only.
+    monkeypatch.setattr(lawfit.laws.base, "_REGISTRY", dict(lawfit.laws.base._REGISTRY))
+    monkeypatch.setattr(lawfit.user_law, "_LOADED", {})
 
     example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "my_law.py"
     shutil.copy(example, folder / "my_law.py")
