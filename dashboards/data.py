@@ -234,7 +234,11 @@ def fits_for(view: CampaignView, laws: Sequence[str], split: str, cache: FitCach
 def fit_provenance(view: CampaignView, fit: FitResult) -> str:
     """Where a fit comes from, in words: the campaign's record (which round) or this dashboard."""
     recorded = view.recorded_fits.get(fit.law)
-    draws = f"{len(fit.bootstrap.draws)} bootstrap resamples" if fit.bootstrap is not None else "no bootstrap"
+    draws = "no bootstrap"
+    if fit.bootstrap is not None:
+        # lawfit keeps only the resamples whose refit reached an optimum: say how many were drawn, and kept.
+        drawn, kept = max(fit.bootstrap.requested, len(fit.bootstrap.draws)), len(fit.bootstrap.draws)
+        draws = f"{drawn} bootstrap resamples" + (f", {kept} reached an optimum" if kept < drawn else "")
     if recorded is not None and recorded.points_hash == fit.points_hash and dict(recorded.params) == dict(fit.params):
         origin = f"recorded by round {view.recorded_round} of the campaign"
     else:
