@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lawfit.fit import FitOptions, GridCache, fit_law
 from lawfit.laws import all_laws
 from lawfit.points import LossPoints, read_points
-from lawfit.reference_data import datablations_points, olmo_ladder_points
+from lawfit.reference_data import datablations_points, olmo_frame_points, olmo_ladder_points
 
 DEFAULT_LAWS = ("nd", "sms", "sms_repetition")
 # Checkpoints before this fraction of a ladder run's last token count are left out of the curve data set:
@@ -54,15 +54,7 @@ def olmo_curve_points(path: Path, column: str, every: int) -> LossPoints:
     last = frame.groupby("run")["tokens"].transform("max")
     frame = frame[frame["tokens"] >= CURVE_MIN_FRACTION * last]
     frame = frame[frame.groupby("run").cumcount() % every == 0]
-    tokens = frame["tokens"].to_numpy(dtype=float)
-    return LossPoints.from_arrays(
-        N=frame["n_params"].to_numpy(dtype=float),
-        D=tokens,
-        U_D=tokens,
-        loss=frame[column].to_numpy(dtype=float),
-        run_id=frame["run"].to_numpy(dtype=str),
-        source=f"{path}:{column}",
-    )
+    return olmo_frame_points(frame, column, f"{path}:{column}")
 
 
 def final_points(points: LossPoints) -> LossPoints:

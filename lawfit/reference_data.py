@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
@@ -68,7 +69,6 @@ def olmo_ladder_points(column: str = "val_ce_c4_en", groups: tuple[str, ...] = O
     ``"ladder"`` (30 runs: 190M-3B × 0.5-10×Chinchilla, and a 1×C rerun of each size), ``"target"``
     (7B-4T and 13B-5T).
     """
-    import dataclasses
 
     import pandas as pd
 
@@ -80,15 +80,20 @@ def olmo_ladder_points(column: str = "val_ce_c4_en", groups: tuple[str, ...] = O
     unknown = sorted(set(groups) - set(OLMO_LADDER_GROUPS))
     if unknown or not groups:
         raise ValueError(f"unknown OLMo ladder group(s) {unknown or groups}; choose from {', '.join(OLMO_LADDER_GROUPS)}")
-    frame = frame[frame["group"].isin(groups)]
-    tokens = frame["tokens"].to_numpy(dtype=float)
+    return olmo_frame_points(frame[frame["group"].isin(groups)], column, f"{path}:{column}")
+
+
+def olmo_frame_points(frame: object, column: str, source: str) -> LossPoints:
+    """OLMo ladder rows (its points or curves file) as loss points: N non-embedding, D = tokens, and
+    U_D = D since the ladder never repeats data."""
+    tokens = frame["tokens"].to_numpy(dtype=float)  # type: ignore[index]
     points = LossPoints.from_arrays(
-        N=frame["n_params"].to_numpy(dtype=float),
+        N=frame["n_params"].to_numpy(dtype=float),  # type: ignore[index]
         D=tokens,
         U_D=tokens,
-        loss=frame[column].to_numpy(dtype=float),
-        run_id=frame["run"].to_numpy(dtype=str),
-        source=f"{path}:{column}",
+        loss=frame[column].to_numpy(dtype=float),  # type: ignore[index]
+        run_id=frame["run"].to_numpy(dtype=str),  # type: ignore[index]
+        source=source,
     )
     return dataclasses.replace(points, n_convention="non_embedding")
 
